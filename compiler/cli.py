@@ -1,0 +1,193 @@
+"""The `torch2keras` command line.
+
+Exit codes: 0 ok, 1 findings (spec errors, drift), 2 usage errors.
+Diagnostics go to stderr as `path:line:col: error[CODE]: message`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__, build, write
+from .errors import SpecError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory if inside it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _report(exc: SpecError) -> None:
+    for diagnostic in exc.diagnostics:
+        print(diagnostic, file=sys.stderr)
+
+
+def _warn(generated: build.Generated) -> None:
+    for warning in generated.warnings:
+        print(warning, file=sys.stderr)
+
+
+def _specs(paths: list[str]) -> list[Path] | None:
+    specs = build.find_specs(paths)
+    missing = [p for p in specs if not p.is_file()]
+    for path in missing:
+        print(f"{path}: error: no such spec file", file=sys.stderr)
+    if not specs and not missing:
+        print(f"error: no spec files in {', '.join(paths)}", file=sys.stderr)
+    return None if missing or not specs else specs
+
+
+def cmd_compile(args) -> int:
+    specs = _specs(args.specs)
+    if specs is None:
+        return EXIT_USAGE
+    if args.output and len(specs) > 1:
+        print(
+            "error: -o names one file; use --out-dir for several specs", file=sys.stderr
+        )
+        return EXIT_USAGE
+    status = EXIT_OK
+    for spec in specs:
+        if args.output:
+            output = Path(args.output)
+        elif args.out_dir:
+            output = Path(args.out_dir) / f"{spec.stem}.py"
+        else:
+            output = None
+        try:
+            generated = build.generate(spec, output)
+        except SpecError as exc:
+            _report(exc)
+            status = EXIT_FINDINGS  # the previous generated file stays untouched
+            continue
+        _warn(generated)
+        changed = write.write_atomic(generated.output_path, generated.source)
+        verb = "wrote" if changed else "unchanged"
+        print(f"{verb} {_shown(generated.output_path)}")
+    return status
+
+
+def cmd_check(args) -> int:
+    paths = args.paths or [build.SPECS_DIR]
+    specs = _specs(paths)
+    if specs is None:
+        return EXIT_USAGE
+    status = EXIT_OK
+    expected_outputs = set()
+    for spec in specs:
+        try:
+            generated = build.generate(spec)
+        except SpecError as exc:
+            _report(exc)
+            status = EXIT_FINDINGS
+            continue
+        expected_outputs.add(generated.output_path.resolve())
+        shown = _shown(generated.output_path)
+        delta = write.diff(generated.output_path, generated.source, shown)
+        if delta:
+            sys.stdout.write(delta)
+            print(
+                f"{shown}: error: out of date with {_shown(spec)}; run "
+                f"`torch2keras compile {_shown(spec)}`",
+                file=sys.stderr,
+            )
+            status = EXIT_FINDINGS
+    # A generated module whose spec is gone is drift too (only for whole folders).
+    folders = {build.default_output(s).parent for s in specs if Path(s).parent.is_dir()}
+    if all(Path(p).is_dir() for p in paths):
+        for folder in sorted(folders):
+            for module in sorted(folder.glob("*.py")):
+                if (
+                    module.resolve() not in expected_outputs
+                    and module.name != "__init__.py"
+                ):
+                    print(
+                        f"{_shown(module)}: error: generated module has no spec",
+                        file=sys.stderr,
+                    )
+                    status = EXIT_FINDINGS
+    if status == EXIT_OK:
+        print(f"{len(specs)} spec(s) up to date")
+    return status
+
+
+def cmd_validate(args) -> int:
+    specs = _specs(args.specs)
+    if specs is None:
+        return EXIT_USAGE
+    status = EXIT_OK
+    for spec in specs:
+        try:
+            generated = build.generate(spec)
+        except SpecError as exc:
+            _report(exc)
+            status = EXIT_FINDINGS
+            continue
+        _warn(generated)
+        print(f"{_shown(spec)}: ok")
+    return status
+
+
+def cmd_schema(args) -> int:
+    from .schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="torch2keras",
+        description="Compile YAML mapping specs into standalone Keras modules that load PyTorch weights.",
+    )
+    root.add_argument(
+        "--version", action="version", version=f"torch2keras {__version__}"
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+
+    compile_ = commands.add_parser(
+        "compile", help="write the generated module for each spec"
+    )
+    compile_.add_argument("specs", nargs="+", help="spec files or folders of specs")
+    where = compile_.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", help="output file (one spec only)")
+    where.add_argument(
+        "--out-dir", help="output folder; default: generated/ beside specs/"
+    )
+    compile_.set_defaults(run=cmd_compile)
+
+    check = commands.add_parser(
+        "check",
+        help="exit 1 if any generated module differs from its spec (prints the diff)",
+    )
+    check.add_argument(
+        "paths", nargs="*", help="spec files or folders (default: specs)"
+    )
+    check.set_defaults(run=cmd_check)
+
+    validate = commands.add_parser(
+        "validate", help="check specs without writing anything"
+    )
+    validate.add_argument("specs", nargs="+", help="spec files or folders of specs")
+    validate.set_defaults(run=cmd_validate)
+
+    schema = commands.add_parser("schema", help="print the spec language's JSON Schema")
+    schema.set_defaults(run=cmd_schema)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,489 @@
+"""The allowlist of Keras layers a spec may use.
+
+Each entry is one small class that knows, for its Keras layer type:
+- `Args`: the typed arguments a spec may pass (pydantic; nothing else is accepted,
+  so no import strings, no Lambda, no custom objects);
+- `output_shape`: shape inference, batch axis omitted, Keras (channels-last) layout;
+- `weight_shapes`: the Keras weight slots and their shapes, in Keras's own order;
+- `default_rule`: how `torch: PATH` fills each slot from PyTorch's naming
+  (`PATH.weight`, `PATH.bias`, ...) and which transforms bring it into Keras layout;
+- `ignored_suffixes`: PyTorch buffers the layer deliberately does not read.
+
+This module is pure Python: the compile path never imports keras.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+)
+
+from .transforms import ConvKernel, Shape, Transform, Transpose
+
+
+class ShapeError(ValueError):
+    """A layer does not accept the shapes it is given."""
+
+
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+Float = Annotated[float, Strict(), AllowInfNan(False)]
+Rate = Annotated[float, Strict(), Field(ge=0, lt=1)]
+IntOrPair = PositiveInt | tuple[PositiveInt, PositiveInt]
+Padding = Literal["valid", "same"]
+# Keras activation names whose formula matches PyTorch's module of the same role.
+Activation = Literal[
+    "linear",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "softmax",
+    "gelu",
+    "silu",
+    "elu",
+    "selu",
+    "softplus",
+    "hard_sigmoid",
+    "hard_silu",
+    "leaky_relu",
+]
+
+
+class Args(BaseModel):
+    """Base of every layer's argument model: unknown arguments are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Arguments rendered even when the spec leaves them unset, because the
+    # Keras default differs from PyTorch's (BatchNorm epsilon, ...): the
+    # generated code must never silently take Keras's default.
+    always_render: ClassVar[tuple[str, ...]] = ()
+
+    def rendered(self) -> dict[str, Any]:
+        explicit = self.model_dump(exclude_unset=True)
+        names = [
+            n
+            for n in type(self).model_fields
+            if n in explicit or n in self.always_render
+        ]
+        return {n: getattr(self, n) for n in names}
+
+
+class NoArgs(Args):
+    pass
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _window_out(
+    size: int, window: int, stride: int, padding: str, dilation: int = 1
+) -> int:
+    if padding == "same":
+        return math.ceil(size / stride)
+    span = dilation * (window - 1) + 1
+    if size < span:
+        raise ShapeError(
+            f"window {window} (dilation {dilation}) does not fit in size {size}"
+        )
+    return (size - span) // stride + 1
+
+
+def _rank(shape: Shape, rank: int, layer: str, layout: str) -> None:
+    if len(shape) != rank:
+        raise ShapeError(
+            f"{layer} expects a rank-{rank} input ({layout}), got shape {shape}"
+        )
+
+
+class LayerType:
+    """One Keras layer class: argument model, shape inference, default weight rule."""
+
+    keras: ClassVar[str]
+    Args: ClassVar[type[Args]] = NoArgs
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = 1
+    # slot -> (PyTorch suffix, transforms); see the module docstring.
+    default_rule: ClassVar[dict[str, tuple[str, tuple[Transform, ...]]]] = {}
+    ignored_suffixes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def output_shape(cls, args: Args, inputs: list[Shape]) -> Shape:
+        return inputs[0]  # shape-preserving unless overridden
+
+    @classmethod
+    def weight_shapes(cls, args: Args, inputs: list[Shape]) -> dict[str, Shape]:
+        return {}
+
+
+# --- layers with weights ---------------------------------------------------
+
+
+class DenseArgs(Args):
+    units: PositiveInt
+    activation: Activation | None = None
+    use_bias: StrictBool = True
+
+
+class Dense(LayerType):
+    keras = "Dense"
+    Args = DenseArgs
+    default_rule = {"kernel": ("weight", (Transpose(),)), "bias": ("bias", ())}
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        if not inputs[0]:
+            raise ShapeError("Dense expects at least a rank-1 input")
+        return (*inputs[0][:-1], args.units)
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        slots = {"kernel": (inputs[0][-1], args.units)}
+        if args.use_bias:
+            slots["bias"] = (args.units,)
+        return slots
+
+
+class Conv1DArgs(Args):
+    filters: PositiveInt
+    kernel_size: PositiveInt
+    strides: PositiveInt = 1
+    padding: Padding = "valid"
+    dilation_rate: PositiveInt = 1
+    groups: PositiveInt = 1
+    activation: Activation | None = None
+    use_bias: StrictBool = True
+
+
+class Conv2DArgs(Args):
+    filters: PositiveInt
+    kernel_size: IntOrPair
+    strides: IntOrPair = 1
+    padding: Padding = "valid"
+    dilation_rate: IntOrPair = 1
+    groups: PositiveInt = 1
+    activation: Activation | None = None
+    use_bias: StrictBool = True
+
+
+class _Conv(LayerType):
+    default_rule = {"kernel": ("weight", (ConvKernel(),)), "bias": ("bias", ())}
+    spatial_rank: ClassVar[int]
+
+    @classmethod
+    def _geometry(cls, args):
+        def per_axis(value):
+            return (
+                (value,) * cls.spatial_rank if isinstance(value, int) else tuple(value)
+            )
+
+        return (
+            per_axis(args.kernel_size),
+            per_axis(args.strides),
+            per_axis(args.dilation_rate),
+        )
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, cls.spatial_rank + 1, cls.keras, "channels last")
+        channels = shape[-1]
+        if channels % args.groups or args.filters % args.groups:
+            raise ShapeError(
+                f"groups={args.groups} must divide both the input channels "
+                f"({channels}) and filters ({args.filters})"
+            )
+        kernel, strides, dilation = cls._geometry(args)
+        spatial = tuple(
+            _window_out(n, k, s, args.padding, d)
+            for n, k, s, d in zip(shape[:-1], kernel, strides, dilation)
+        )
+        return (*spatial, args.filters)
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        kernel, _, _ = cls._geometry(args)
+        slots = {"kernel": (*kernel, inputs[0][-1] // args.groups, args.filters)}
+        if args.use_bias:
+            slots["bias"] = (args.filters,)
+        return slots
+
+
+class Conv1D(_Conv):
+    keras = "Conv1D"
+    Args = Conv1DArgs
+    spatial_rank = 1
+
+
+class Conv2D(_Conv):
+    keras = "Conv2D"
+    Args = Conv2DArgs
+    spatial_rank = 2
+
+
+class BatchNormalizationArgs(Args):
+    # PyTorch's defaults, not Keras's (epsilon 1e-3, momentum 0.99).
+    # Keras momentum is 1 - PyTorch momentum.
+    epsilon: Annotated[Float, Field(gt=0)] = 1e-5
+    momentum: Annotated[Float, Field(ge=0, le=1)] = 0.9
+    center: StrictBool = True
+    scale: StrictBool = True
+    always_render = ("epsilon", "momentum")
+
+
+class BatchNormalization(LayerType):
+    keras = "BatchNormalization"
+    Args = BatchNormalizationArgs
+    default_rule = {
+        "gamma": ("weight", ()),
+        "beta": ("bias", ()),
+        "moving_mean": ("running_mean", ()),
+        "moving_variance": ("running_var", ()),
+    }
+    ignored_suffixes = ("num_batches_tracked",)
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        channels = (inputs[0][-1],)
+        slots = {}
+        if args.scale:
+            slots["gamma"] = channels
+        if args.center:
+            slots["beta"] = channels
+        slots.update(moving_mean=channels, moving_variance=channels)
+        return slots
+
+
+# --- layers without weights ------------------------------------------------
+
+
+class ReLUArgs(Args):
+    max_value: Annotated[Float, Field(gt=0)] | None = None
+    negative_slope: Annotated[Float, Field(ge=0)] = 0.0
+
+
+class ReLU(LayerType):
+    keras = "ReLU"
+    Args = ReLUArgs
+
+
+class ActivationArgs(Args):
+    activation: Activation
+
+
+class ActivationLayer(LayerType):
+    keras = "Activation"
+    Args = ActivationArgs
+
+
+class SoftmaxArgs(Args):
+    axis: StrictInt = -1
+
+
+class Softmax(LayerType):
+    keras = "Softmax"
+    Args = SoftmaxArgs
+
+
+class DropoutArgs(Args):
+    rate: Rate
+
+
+class Dropout(LayerType):
+    """Identity at inference, as in PyTorch's eval mode."""
+
+    keras = "Dropout"
+    Args = DropoutArgs
+
+
+class Flatten(LayerType):
+    keras = "Flatten"
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        return (math.prod(inputs[0]),)
+
+
+class Pool2DArgs(Args):
+    pool_size: IntOrPair = 2
+    strides: IntOrPair | None = None
+    padding: Padding = "valid"
+
+
+class _Pool2D(LayerType):
+    Args = Pool2DArgs
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, 3, cls.keras, "height, width, channels")
+        pool = _pair(args.pool_size)
+        strides = pool if args.strides is None else _pair(args.strides)
+        spatial = tuple(
+            _window_out(n, k, s, args.padding)
+            for n, k, s in zip(shape[:2], pool, strides)
+        )
+        return (*spatial, shape[2])
+
+
+class MaxPooling2D(_Pool2D):
+    keras = "MaxPooling2D"
+
+
+class AveragePooling2D(_Pool2D):
+    keras = "AveragePooling2D"
+
+
+class GlobalPoolArgs(Args):
+    keepdims: StrictBool = False
+
+
+class _GlobalPool2D(LayerType):
+    Args = GlobalPoolArgs
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, 3, cls.keras, "height, width, channels")
+        return (1, 1, shape[2]) if args.keepdims else (shape[2],)
+
+
+class GlobalAveragePooling2D(_GlobalPool2D):
+    keras = "GlobalAveragePooling2D"
+
+
+class GlobalMaxPooling2D(_GlobalPool2D):
+    keras = "GlobalMaxPooling2D"
+
+
+class ZeroPadding2DArgs(Args):
+    # ((top, bottom), (left, right)), or one int / (vertical, horizontal) pair.
+    padding: (
+        NonNegativeInt
+        | tuple[NonNegativeInt, NonNegativeInt]
+        | tuple[
+            tuple[NonNegativeInt, NonNegativeInt], tuple[NonNegativeInt, NonNegativeInt]
+        ]
+    ) = 1
+
+
+class ZeroPadding2D(LayerType):
+    keras = "ZeroPadding2D"
+    Args = ZeroPadding2DArgs
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, 3, cls.keras, "height, width, channels")
+        pad = args.padding
+        if isinstance(pad, int):
+            pad = ((pad, pad), (pad, pad))
+        elif isinstance(pad[0], int):
+            pad = ((pad[0], pad[0]), (pad[1], pad[1]))
+        return (shape[0] + sum(pad[0]), shape[1] + sum(pad[1]), shape[2])
+
+
+class _Merge(LayerType):
+    """Element-wise merge with numpy broadcasting (Keras allows it for these)."""
+
+    min_inputs = 2
+    max_inputs = None
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        rank = max(len(s) for s in inputs)
+        padded = [(1,) * (rank - len(s)) + s for s in inputs]
+        result = []
+        for sizes in zip(*padded):
+            distinct = {n for n in sizes if n != 1}
+            if len(distinct) > 1:
+                raise ShapeError(f"{cls.keras} inputs do not broadcast: {inputs}")
+            result.append(distinct.pop() if distinct else 1)
+        return tuple(result)
+
+
+class Add(_Merge):
+    keras = "Add"
+
+
+class Multiply(_Merge):
+    keras = "Multiply"
+
+
+class ConcatenateArgs(Args):
+    axis: StrictInt = -1
+
+
+class Concatenate(LayerType):
+    keras = "Concatenate"
+    Args = ConcatenateArgs
+    min_inputs = 2
+    max_inputs = None
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        rank = len(inputs[0])
+        if any(len(s) != rank for s in inputs) or not -rank <= args.axis < rank:
+            raise ShapeError(f"cannot concatenate shapes {inputs} on axis {args.axis}")
+        axis = args.axis % rank
+        for shape in inputs[1:]:
+            if (
+                shape[:axis] + shape[axis + 1 :]
+                != inputs[0][:axis] + inputs[0][axis + 1 :]
+            ):
+                raise ShapeError(
+                    f"cannot concatenate shapes {inputs} on axis {args.axis}"
+                )
+        total = sum(s[axis] for s in inputs)
+        return (*inputs[0][:axis], total, *inputs[0][axis + 1 :])
+
+
+class ReshapeArgs(Args):
+    target_shape: tuple[PositiveInt, ...]
+
+
+class Reshape(LayerType):
+    keras = "Reshape"
+    Args = ReshapeArgs
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        if math.prod(inputs[0]) != math.prod(args.target_shape):
+            raise ShapeError(f"cannot reshape {inputs[0]} to {args.target_shape}")
+        return args.target_shape
+
+
+LAYER_TYPES: dict[str, type[LayerType]] = {
+    layer.keras: layer
+    for layer in (
+        Dense,
+        Conv1D,
+        Conv2D,
+        BatchNormalization,
+        ReLU,
+        ActivationLayer,
+        Softmax,
+        Dropout,
+        Flatten,
+        MaxPooling2D,
+        AveragePooling2D,
+        GlobalAveragePooling2D,
+        GlobalMaxPooling2D,
+        ZeroPadding2D,
+        Add,
+        Multiply,
+        Concatenate,
+        Reshape,
+    )
+}

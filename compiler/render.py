@@ -1,0 +1,209 @@
+"""Stage 4, render: IR -> Python source, through templates/module.py.jinja.
+
+The template holds the module's layout and its fixed runtime code; this module
+turns IR values into Python literals and statements. Output is already in
+`ruff format` style (88 columns, double quotes, magic trailing commas), so the
+compiler needs no formatter at run time and the result is byte-for-byte stable.
+
+Every string from a spec reaches the output through `py()` (a Python literal)
+or is a validated identifier; nothing is pasted into code unquoted.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import __version__, ir
+
+LINE_LENGTH = 88
+INDENT = "    "
+
+
+def py(value: Any) -> str:
+    """A Python literal for a plain value, quoted the way ruff formats it."""
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, tuple):
+        if len(value) == 1:
+            return f"({py(value[0])},)"
+        return f"({', '.join(py(v) for v in value)})"
+    if isinstance(value, list):
+        return f"[{', '.join(py(v) for v in value)}]"
+    raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def _string(text: str) -> str:
+    body = repr(
+        text
+    )  # escapes backslashes, quotes, control and non-printable characters
+    if body[0] == "'" and '"' not in text:
+        # ruff prefers double quotes unless that would need more escapes.
+        body = '"' + body[1:-1].replace("\\'", "'") + '"'
+    return body
+
+
+def fit(indent: int, head: str, items: list[str], tail: str) -> list[str]:
+    """`head item, item tail` on one line if it fits, else one item per line.
+
+    The exploded form ends with a trailing comma, which ruff keeps exploded.
+    """
+    pad = INDENT * indent
+    one_line = f"{pad}{head}{', '.join(items)}{tail}"
+    if len(one_line) <= LINE_LENGTH:
+        return [one_line]
+    inner = INDENT * (indent + 1)
+    return [f"{pad}{head}", *(f"{inner}{item}," for item in items), f"{pad}{tail}"]
+
+
+def _docstring(module: ir.Module) -> str:
+    title = f"{module.name}: {module.summary}" if module.summary else module.name
+    title = title.replace("\\", "\\\\").replace('"', '\\"')
+    lines = [
+        f'"""{title}',
+        "",
+        "build_model() builds the Keras model, load_weights() fills it from a PyTorch",
+        "state dict, convert() does both from a checkpoint file; run this file with a",
+        "checkpoint and -o model.keras to save the converted model.",
+    ]
+    if module.source_model:
+        lines.append(f"PyTorch reference model: {module.source_model}")
+    lines.append('"""')
+    return "\n".join(lines)
+
+
+def _call_args(args: tuple[tuple[str, Any], ...], name: str) -> list[str]:
+    return [f"{key}={py(value)}" for key, value in args] + [f"name={py(name)}"]
+
+
+def _build_lines(module: ir.Module) -> list[str]:
+    lines: list[str] = []
+    for spec_input in module.inputs:
+        lines += fit(
+            1,
+            f"{spec_input.name} = keras.Input(",
+            [
+                f"shape={py(spec_input.shape)}",
+                f"dtype={py(spec_input.dtype)}",
+                f"name={py(spec_input.name)}",
+            ],
+            ")",
+        )
+    for layer in module.layers:
+        feed = (
+            layer.inputs[0]
+            if len(layer.inputs) == 1
+            else f"[{', '.join(layer.inputs)}]"
+        )
+        lines += fit(
+            1,
+            f"{layer.name} = keras.layers.{layer.keras}(",
+            _call_args(layer.args, layer.name),
+            f")({feed})",
+        )
+
+    def structure(names: tuple[str, ...]) -> str:
+        if len(names) == 1:
+            return names[0]
+        return "{" + ", ".join(f"{py(n)}: {n}" for n in names) + "}"
+
+    lines += fit(
+        1,
+        "return keras.Model(",
+        [
+            f"inputs={structure(tuple(i.name for i in module.inputs))}",
+            f"outputs={structure(module.outputs)}",
+            f"name={py(module.name)}",
+        ],
+        ")",
+    )
+    return lines
+
+
+def _port_expression(port: ir.WeightPort) -> str:
+    expr = f"sd[{py(port.torch_key)}]"
+    for transform, out_shape in zip(port.transforms, port.transform_shapes):
+        expr = transform.render(expr, out_shape)
+    return expr
+
+
+def _load_lines(module: ir.Module) -> list[str]:
+    lines: list[str] = []
+    for layer in module.layers:
+        if not layer.weights:
+            continue
+        paired = f" <- {layer.torch}" if layer.torch else ""
+        lines.append(
+            f"{INDENT}# {layer.name}: {layer.keras}{paired} (spec line {layer.line})"
+        )
+        for port in layer.weights:
+            if port.explicit and port.transforms:
+                steps = ", ".join(t.describe() for t in port.transforms)
+                lines.append(f"{INDENT}# {port.slot}: {steps} (spec line {port.line})")
+            lines += fit(
+                1,
+                "assign(",
+                [py(f"{layer.name}/{port.slot}"), _port_expression(port)],
+                ")",
+            )
+    return lines
+
+
+def _source_lines(module: ir.Module) -> list[str]:
+    lines: list[str] = []
+    for layer in module.layers:
+        for port in layer.weights:
+            lines += fit(
+                1,
+                f"{py(port.torch_key)}: (",
+                [py(port.torch_shape), py(f"{layer.name}/{port.slot}"), str(port.line)],
+                "),",
+            )
+    return lines
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    here = Path(__file__).resolve().parent
+    # Inside a wheel the templates ship as compiler/templates; in a checkout
+    # they sit at the top of the repository.
+    for folder in (here / "templates", here.parent / "templates"):
+        if (folder / "module.py.jinja").is_file():
+            break
+    else:
+        raise FileNotFoundError(
+            "torch2keras templates not found (is the install complete?)"
+        )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)),
+        autoescape=False,  # the output is Python; every spec string goes through py()
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["py"] = py
+    return env
+
+
+def render(module: ir.Module) -> str:
+    """IR -> the generated module's source text."""
+    template = _environment().get_template("module.py.jinja")
+    return template.render(
+        version=__version__,
+        spec_path=module.spec_path,
+        spec_sha256=module.spec_sha256,
+        regenerate=module.regenerate,
+        docstring=_docstring(module),
+        sources=_source_lines(module),
+        ignored=module.ignored_keys,
+        build_lines=_build_lines(module),
+        load_lines=_load_lines(module),
+    )

@@ -1,0 +1,1 @@
+"""PyTorch reference models that the specs in specs/ convert."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import keyword
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -175,8 +175,10 @@ def _layer_tag(value: Any) -> str | None:
     return keras_type if keras_type in LAYER_TYPES else None
 
 
+# One model per Keras layer type, chosen by the `keras:` key.
+_LAYER_MODELS = tuple(Annotated[_layer_model(k, t), Tag(k)] for k, t in LAYER_TYPES.items())
 LayerSpec = Annotated[
-    tuple(Annotated[_layer_model(k, t), Tag(k)] for k, t in LAYER_TYPES.items()),
+    Union[_LAYER_MODELS],  # noqa: UP007 (a union built from a tuple needs Union[...])
     Discriminator(
         _layer_tag,
         custom_error_type="unknown_layer",

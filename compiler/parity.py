@@ -1,0 +1,109 @@
+"""Parity between a PyTorch model and its generated Keras module.
+
+Builds the PyTorch reference, gives it random weights that expose layout bugs,
+saves them as a real checkpoint file, imports the generated module, and runs
+both sides on the same input. Used by the demo, the tests and `verify`; never
+by the compile path (it imports torch; call frameworks.import_torch_first()
+before keras is imported).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def build(factory: str) -> nn.Module:
+    """`package.module:callable` -> the PyTorch model, in eval mode."""
+    module_name, _, attribute = factory.partition(":")
+    model = getattr(importlib.import_module(module_name), attribute)()
+    return model.eval()
+
+
+@torch.no_grad()
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every float parameter and buffer seeded random values, in place.
+
+    Biases become non-zero and BatchNorm statistics leave (mean 0, var 1):
+    PyTorch's initial values would make BatchNorm an identity and hide
+    epsilon, ordering and transpose bugs.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if not tensor.is_floating_point():
+            continue
+        if name.endswith("running_var"):
+            values = torch.rand(tensor.shape, generator=generator) * 1.5 + 0.5
+        else:
+            fan_in = tensor[0].numel() if tensor.dim() > 1 else 1
+            values = torch.randn(tensor.shape, generator=generator) / fan_in**0.5
+        tensor.copy_(values.to(tensor.dtype))
+    return model
+
+
+def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
+    """Save the model's state dict as .pt, .safetensors or .npz (by suffix)."""
+    path = Path(path)
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state_dict, str(path))
+    elif path.suffix in (".pt", ".pth", ".bin"):
+        torch.save(state_dict, path)
+    elif path.suffix == ".npz":
+        np.savez(path, **{k: v.numpy() for k, v in state_dict.items()})
+    else:
+        raise ValueError(f"unknown checkpoint format {path.suffix!r}")
+    return path
+
+
+def channels_last(array: np.ndarray) -> np.ndarray:
+    """PyTorch layout (N, C, *spatial) -> Keras layout (N, *spatial, C)."""
+    if array.ndim < 3:
+        return array
+    return np.moveaxis(array, 1, -1)
+
+
+def random_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    """A seeded float32 input in PyTorch layout."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def import_generated(path: str | Path):
+    """Import a generated module from its file (generated/ is not a package)."""
+    path = Path(path).resolve()
+    name = f"torch2keras_generated_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def max_abs_error(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Largest absolute difference; inf when shapes differ or either side is not finite."""
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    if expected.shape != actual.shape:
+        return float("inf")
+    if not (np.isfinite(expected).all() and np.isfinite(actual).all()):
+        return float("inf")
+    return float(np.max(np.abs(expected.astype(np.float64) - actual.astype(np.float64)), initial=0.0))
+
+
+def torch_output(model: nn.Module, torch_layout_input: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(torch_layout_input)).numpy()
+
+
+def keras_output(keras_model, torch_layout_input: np.ndarray) -> np.ndarray:
+    """Run Keras on the same input, laid out channels-last; output back in PyTorch layout."""
+    result = keras_model(channels_last(torch_layout_input), training=False)
+    result = np.asarray(result)
+    return np.moveaxis(result, -1, 1) if result.ndim >= 3 else result

@@ -45,6 +45,9 @@ class Diagnostic:
     code: str
     message: str
 
+    def sort_key(self) -> tuple[int, int]:
+        return (self.position.line, self.position.col) if self.position else (0, 0)
+
     @property
     def is_error(self) -> bool:
         return self.code.startswith("E")

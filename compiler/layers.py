@@ -37,7 +37,7 @@ class ShapeError(ValueError):
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 Float = Annotated[float, Strict(), AllowInfNan(False)]
-Rate = Annotated[float, Strict(), Field(ge=0, lt=1)]
+Rate = Annotated[Float, Field(ge=0, lt=1)]
 IntOrPair = PositiveInt | tuple[PositiveInt, PositiveInt]
 Padding = Literal["valid", "same"]
 # Keras activation names whose formula matches PyTorch's module of the same role.

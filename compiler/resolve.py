@@ -85,8 +85,8 @@ class _Resolver:
                     f"{layer.torch}.{s}" for s in layer_type.ignored_suffixes
                 )
 
-        errors_found = [d for d in self.diagnostics if d.is_error]
-        if errors_found:
+        self.diagnostics.sort(key=Diagnostic.sort_key)
+        if any(d.is_error for d in self.diagnostics):
             raise SpecError(self.diagnostics)
         module = ir.Module(
             name=self.spec.name,

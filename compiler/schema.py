@@ -276,8 +276,10 @@ def _message(error: dict, data: Any, loc: Loc) -> str:
             f"supported: {', '.join(sorted(LAYER_TYPES))}"
         )
     message = error["msg"]
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
+    if kind == "value_error":  # our own validators name the value themselves
+        return message.removeprefix("Value error, ")
+    if isinstance(error["input"], (str, int, float)) and kind != "literal_error":
+        message += f", got {error['input']!r}"
     if kind == "literal_error" and error["loc"] and error["loc"][-1] == "spec":
         message = (
             f"unsupported spec version {error['input']!r}; this compiler reads spec: 1"
@@ -315,11 +317,7 @@ def validate(doc: Document) -> Spec:
             )
         # One finding per place: unions can report the same spot more than once.
         unique = list(dict.fromkeys(diagnostics))
-        raise SpecError(sorted(unique, key=_sort_key)) from None
-
-
-def _sort_key(d: Diagnostic):
-    return (d.position.line, d.position.col) if d.position else (0, 0)
+        raise SpecError(sorted(unique, key=Diagnostic.sort_key)) from None
 
 
 def json_schema() -> dict:

@@ -50,7 +50,9 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
 def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
     """Save the model's state dict as .pt, .safetensors or .npz (by suffix)."""
     path = Path(path)
-    state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state_dict = {
+        k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+    }
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
 
@@ -94,7 +96,11 @@ def max_abs_error(expected: np.ndarray, actual: np.ndarray) -> float:
         return float("inf")
     if not (np.isfinite(expected).all() and np.isfinite(actual).all()):
         return float("inf")
-    return float(np.max(np.abs(expected.astype(np.float64) - actual.astype(np.float64)), initial=0.0))
+    return float(
+        np.max(
+            np.abs(expected.astype(np.float64) - actual.astype(np.float64)), initial=0.0
+        )
+    )
 
 
 def torch_output(model: nn.Module, torch_layout_input: np.ndarray) -> np.ndarray:

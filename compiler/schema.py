@@ -176,7 +176,9 @@ def _layer_tag(value: Any) -> str | None:
 
 
 # One model per Keras layer type, chosen by the `keras:` key.
-_LAYER_MODELS = tuple(Annotated[_layer_model(k, t), Tag(k)] for k, t in LAYER_TYPES.items())
+_LAYER_MODELS = tuple(
+    Annotated[_layer_model(k, t), Tag(k)] for k, t in LAYER_TYPES.items()
+)
 LayerSpec = Annotated[
     Union[_LAYER_MODELS],  # noqa: UP007 (a union built from a tuple needs Union[...])
     Discriminator(

@@ -32,7 +32,9 @@ TOLERANCE = 1e-5
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", default=str(ROOT / "out"), help="where to write files")
+    parser.add_argument(
+        "--out-dir", default=str(ROOT / "out"), help="where to write files"
+    )
     args = parser.parse_args()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,8 +57,10 @@ def main() -> int:
         parity.torch_output(torch_model, image), parity.keras_output(keras_model, image)
     )
     verdict = "OK" if error <= TOLERANCE else "MISMATCH"
-    print(f"max abs difference, PyTorch vs Keras, same input: {error:.3g} "
-          f"(tolerance {TOLERANCE:g}): {verdict}")
+    print(
+        f"max abs difference, PyTorch vs Keras, same input: {error:.3g} "
+        f"(tolerance {TOLERANCE:g}): {verdict}"
+    )
     return 0 if error <= TOLERANCE else 1
 
 

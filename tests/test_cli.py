@@ -36,10 +36,15 @@ def test_compile_output_options(project, monkeypatch, capsys):
     monkeypatch.chdir(project)
     assert cli.main(["compile", "specs/seed_linear.yaml", "-o", "out/linear.py"]) == 0
     text = (project / "out" / "linear.py").read_text()
-    assert "# Regenerate: torch2keras compile specs/seed_linear.yaml -o out/linear.py\n" in text
+    assert (
+        "# Regenerate: torch2keras compile specs/seed_linear.yaml -o out/linear.py\n"
+        in text
+    )
     assert cli.main(["compile", "specs", "--out-dir", "elsewhere"]) == 0
     assert sorted(p.name for p in (project / "elsewhere").iterdir()) == [
-        "seed_cnn.py", "seed_conv.py", "seed_linear.py",
+        "seed_cnn.py",
+        "seed_conv.py",
+        "seed_linear.py",
     ]
     assert cli.main(["compile", "specs", "-o", "one.py"]) == cli.EXIT_USAGE
     assert "-o names one file" in capsys.readouterr().err
@@ -70,7 +75,10 @@ def test_check_reports_drift_with_a_diff(project, monkeypatch, capsys):
     assert cli.main(["check", "specs"]) == cli.EXIT_FINDINGS
     captured = capsys.readouterr()
     assert "-        filters=17,\n+        filters=16,\n" in captured.out
-    assert "generated/seed_conv.py: error: out of date with specs/seed_conv.yaml" in captured.err
+    assert (
+        "generated/seed_conv.py: error: out of date with specs/seed_conv.yaml"
+        in captured.err
+    )
     assert "generated/orphan.py: error: generated module has no spec" in captured.err
 
 
@@ -78,7 +86,9 @@ def test_validate_and_usage_errors(project, monkeypatch, capsys):
     monkeypatch.chdir(project)
     assert cli.main(["validate", "specs"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "specs/seed_cnn.yaml: ok", "specs/seed_conv.yaml: ok", "specs/seed_linear.yaml: ok",
+        "specs/seed_cnn.yaml: ok",
+        "specs/seed_conv.yaml: ok",
+        "specs/seed_linear.yaml: ok",
     ]
     assert cli.main(["validate", "specs/nope.yaml"]) == cli.EXIT_USAGE
     assert "specs/nope.yaml: error: no such spec file" in capsys.readouterr().err
@@ -96,7 +106,10 @@ def test_version_schema_and_module_entry_point(capsys):
     schema = json.loads(capsys.readouterr().out)
     assert {"spec", "name", "inputs", "layers", "outputs"} <= set(schema["properties"])
     result = subprocess.run(
-        [sys.executable, "-m", "compiler", "--version"], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "compiler", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.stdout == f"torch2keras {__version__}\n"
 
@@ -105,8 +118,13 @@ def test_generated_code_does_not_depend_on_working_directory(tmp_path):
     """Drift check run from another folder, on absolute paths."""
     result = subprocess.run(
         [sys.executable, "-m", "compiler", "check", str(SPECS)],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
         env={"PYTHONPATH": str(ROOT), "PATH": ""},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert build.generate(SPECS / "seed_cnn.yaml").source == (GENERATED / "seed_cnn.py").read_text()
+    assert (
+        build.generate(SPECS / "seed_cnn.yaml").source
+        == (GENERATED / "seed_cnn.py").read_text()
+    )

@@ -24,7 +24,9 @@ def test_generated_module_is_up_to_date(spec):
 
 
 def test_every_generated_module_has_a_spec():
-    assert sorted(p.stem for p in GENERATED.glob("*.py")) == [p.stem for p in SPEC_FILES]
+    assert sorted(p.stem for p in GENERATED.glob("*.py")) == [
+        p.stem for p in SPEC_FILES
+    ]
 
 
 def test_generation_is_deterministic():
@@ -33,7 +35,9 @@ def test_generation_is_deterministic():
 
 
 def _ruff(*args):
-    ruff = shutil.which("ruff", path=str(__import__("pathlib").Path(sys.executable).parent))
+    ruff = shutil.which(
+        "ruff", path=str(__import__("pathlib").Path(sys.executable).parent)
+    )
     if ruff is None:
         pytest.fail("ruff is a dev dependency: pip install -e '.[dev]'")
     return subprocess.run([ruff, *args], capture_output=True, text=True, cwd=ROOT)
@@ -56,6 +60,8 @@ def test_compile_path_imports_no_framework():
         "loaded = sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'numpy') if m in sys.modules)\n"
         "print(loaded)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"

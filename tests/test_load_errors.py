@@ -81,5 +81,7 @@ def test_torch_tensors_load_directly(seed_cnn):
 def test_unknown_checkpoint_format(seed_cnn, tmp_path):
     path = tmp_path / "weights.h5"
     path.write_bytes(b"")
-    with pytest.raises(seed_cnn.WeightLoadError, match=r"unknown checkpoint format '\.h5'"):
+    with pytest.raises(
+        seed_cnn.WeightLoadError, match=r"unknown checkpoint format '\.h5'"
+    ):
         seed_cnn.read_checkpoint(path)

@@ -23,6 +23,7 @@ CASES = {
     "seed_cnn": ("examples.seed:SeedCNN", (4, 3, 32, 32)),
 }
 
+
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors", ".npz"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_generated_module_matches_pytorch(name, suffix, tmp_path):
@@ -37,9 +38,12 @@ def test_generated_module_matches_pytorch(name, suffix, tmp_path):
     expected = parity.torch_output(torch_model, x)
     actual = parity.keras_output(keras_model, x)
     error = parity.max_abs_error(expected, actual)
-    print(f"{name}{suffix}: max abs error {error:.3g}, max |output| {np.abs(expected).max():.3g}")
+    print(
+        f"{name}{suffix}: max abs error {error:.3g}, max |output| {np.abs(expected).max():.3g}"
+    )
     assert np.abs(expected).max() > 0.1  # the comparison is not between two zeros
     assert error <= TOLERANCE
+
 
 def _naive_seed_cnn(tmp_path):
     """seed_cnn.yaml without its `unflatten`: the article's layer-by-layer port."""
@@ -51,6 +55,7 @@ def _naive_seed_cnn(tmp_path):
     naive = project / "specs" / "seed_cnn.yaml"
     naive.write_text(head + "outputs: [fc]\n")
     return build.generate(naive)
+
 
 def test_naive_flatten_port_is_wrong_and_ours_is_right(tmp_path):
     """The seed article's example 3 bug: Dense kernel copied with only a transpose."""
@@ -72,6 +77,7 @@ def test_naive_flatten_port_is_wrong_and_ours_is_right(tmp_path):
     print(f"naive port: {naive_error:.3g}; with unflatten: {our_error:.3g}")
     assert naive_error > 100 * TOLERANCE
     assert our_error <= TOLERANCE
+
 
 def test_cli_of_generated_module_saves_a_loadable_keras_file(tmp_path):
     import keras

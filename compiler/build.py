@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import errors, load, render, resolve, schema
+from . import errors, ir, load, render, resolve, schema
 from .errors import Diagnostic, SpecError
 
 GENERATED_DIR = "generated"
@@ -22,6 +22,7 @@ SPECS_DIR = "specs"
 class Generated:
     spec_path: Path
     output_path: Path
+    module: ir.Module  # the resolved spec the source was rendered from
     source: str
     warnings: tuple[Diagnostic, ...]
 
@@ -86,7 +87,7 @@ def generate(spec_path: str | Path, output_path: str | Path | None = None) -> Ge
                 )
             ]
         ) from None
-    return Generated(spec_path, output, source, tuple(warnings))
+    return Generated(spec_path, output, module, source, tuple(warnings))
 
 
 def find_specs(paths: list[str | Path]) -> list[Path]:

@@ -30,6 +30,7 @@ WEIGHT_COVERAGE = "E303"
 GRAPH = "E304"
 IO = "E400"
 LINT_FLATTEN_ORDER = "W500"
+LINT_SAME_PADDING = "W501"
 
 
 @dataclass(frozen=True)

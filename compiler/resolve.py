@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 
-from . import errors, ir
+from pydantic import ValidationError
+
+from . import errors, ir, schema
 from .errors import Diagnostic, SpecError, did_you_mean
+from .expand import FlatLayer, expand
 from .layers import LAYER_TYPES, ShapeError
 from .load import Document
 from .schema import Spec
@@ -31,16 +34,16 @@ class _Resolver:
         self.shapes: dict[str, Shape | None] = {}  # output shape per input/layer name
         self.kinds: dict[str, str] = {}  # Keras type per layer name
         self.producers: dict[str, tuple[str, ...]] = {}  # inputs per layer name
-        self.key_users: dict[
-            str, tuple[str, str, int]
-        ] = {}  # key -> (layer, slot, line)
+        self.lines: dict[str, int] = {}  # spec line per input/layer name
+        self.key_users: dict[str, tuple[str, str, int]] = {}  # key -> (layer, slot, line)
+        self.context = ""  # block instance of the layer being resolved, for messages
 
     def line(self, *loc) -> int:
         position = self.doc.position(loc)
         return position.line if position else 0
 
     def report(self, loc, code: str, message: str) -> None:
-        self.diagnostics.append(self.doc.diagnostic(loc, code, message))
+        self.diagnostics.append(self.doc.diagnostic(loc, code, message + self.context))
 
     # --- graph ---------------------------------------------------------
 
@@ -48,24 +51,29 @@ class _Resolver:
         inputs = []
         for name, spec in self.spec.inputs.items():
             self.shapes[name] = tuple(spec.shape)
-            inputs.append(
-                ir.Input(name, tuple(spec.shape), spec.dtype, self.line("inputs", name))
-            )
+            self.lines[name] = self.line("inputs", name)
+            inputs.append(ir.Input(name, tuple(spec.shape), spec.dtype, self.lines[name]))
 
+        flat_layers, aliases, found = expand(self.doc, self.spec)
+        self.diagnostics += found
         layers = []
-        previous = next(iter(self.spec.inputs)) if len(self.spec.inputs) == 1 else None
-        for index, layer in enumerate(self.spec.layers):
-            resolved = self.layer(index, layer, previous)
+        for flat in flat_layers:
+            self.context = flat.context
+            resolved = self.layer(flat)
             if resolved is not None:
                 layers.append(resolved)
-            previous = layer.name
+        self.context = ""
 
+        outputs = []
         for position, name in enumerate(self.spec.outputs):
+            name = aliases.get(name, name)
+            outputs.append(name)
             if name not in self.shapes:
                 self.report(
                     ("outputs", position),
                     errors.DANGLING_REFERENCE,
-                    f"output {name!r} is not a layer or input{did_you_mean(name, self.shapes)}",
+                    f"output {name!r} is not a layer or input"
+                    f"{did_you_mean(name, aliases)}",
                 )
 
         ignored = set(self.spec.ignore)
@@ -78,12 +86,10 @@ class _Resolver:
                     f"{key!r} is listed in ignore: but feeds layer {layer!r} slot "
                     f"{slot!r} (line {line})",
                 )
-        for layer in self.spec.layers:
-            layer_type = LAYER_TYPES[layer.keras]
+        for layer in layers:
             if layer.torch is not None:
-                ignored.update(
-                    f"{layer.torch}.{s}" for s in layer_type.ignored_suffixes
-                )
+                suffixes = LAYER_TYPES[layer.keras].ignored_suffixes
+                ignored.update(f"{layer.torch}.{s}" for s in suffixes)
 
         self.diagnostics.sort(key=Diagnostic.sort_key)
         if any(d.is_error for d in self.diagnostics):
@@ -98,50 +104,39 @@ class _Resolver:
             source_model=self.spec.source.model if self.spec.source else None,
             inputs=tuple(inputs),
             layers=tuple(layers),
-            outputs=tuple(self.spec.outputs),
+            outputs=tuple(outputs),
             ignored_keys=tuple(sorted(ignored)),
         )
         return module, self.diagnostics
 
-    def layer(self, index: int, layer, previous: str | None) -> ir.Layer | None:
-        loc = ("layers", index)
-        if layer.name in self.shapes:
+    def layer(self, flat: FlatLayer) -> ir.Layer | None:
+        loc = flat.loc
+        if flat.name in self.shapes:
             self.report(
                 loc + ("name",),
                 errors.DUPLICATE_NAME,
-                f"name {layer.name!r} is already used (line "
-                f"{self._line_of_name(layer.name)})",
+                f"name {flat.name!r} is already used (line {self.lines[flat.name]})",
             )
             return None
-        layer_type = LAYER_TYPES[layer.keras]
-        self.shapes[layer.name] = None  # until inferred
-        self.kinds[layer.name] = layer.keras
+        layer_type = LAYER_TYPES[flat.keras]
+        self.shapes[flat.name] = None  # until inferred
+        self.kinds[flat.name] = flat.keras
+        self.lines[flat.name] = self.line(*loc)
+        self.producers[flat.name] = flat.inputs
 
-        if layer.inputs is None:
-            if previous is None:
+        args = self.args(flat, layer_type)
+        ok = args is not None
+        for name, name_loc in zip(flat.inputs, flat.input_locs):
+            if name not in self.shapes or name == flat.name:
+                candidates = [n for n in self.shapes if n != flat.name]
                 self.report(
-                    loc,
+                    name_loc,
                     errors.DANGLING_REFERENCE,
-                    f"layer {layer.name!r} needs `inputs:`: the spec has several inputs",
-                )
-                return None
-            input_names = (previous,)
-        else:
-            input_names = tuple(layer.inputs)
-        self.producers[layer.name] = input_names
-
-        ok = True
-        for position, name in enumerate(input_names):
-            if name not in self.shapes or name == layer.name:
-                where = loc + ("inputs", position) if layer.inputs is not None else loc
-                self.report(
-                    where,
-                    errors.DANGLING_REFERENCE,
-                    f"layer {layer.name!r} reads {name!r}, which is not an input or an "
-                    f"earlier layer{did_you_mean(name, [n for n in self.shapes if n != layer.name])}",
+                    f"layer {flat.name!r} reads {name!r}, which is not an input or an "
+                    f"earlier layer{did_you_mean(name, candidates)}",
                 )
                 ok = False
-        count = len(input_names)
+        count = len(flat.inputs)
         if count < layer_type.min_inputs or (
             layer_type.max_inputs is not None and count > layer_type.max_inputs
         ):
@@ -153,54 +148,63 @@ class _Resolver:
             self.report(
                 loc,
                 errors.GRAPH,
-                f"{layer.keras} {layer.name!r} takes {expected} input(s), got {count}",
+                f"{flat.keras} {flat.name!r} takes {expected} input(s), got {count}",
             )
             ok = False
         if not ok:
             return None
-        input_shapes = [self.shapes[n] for n in input_names]
+        input_shapes = [self.shapes[n] for n in flat.inputs]
         if any(s is None for s in input_shapes):
             return None  # an earlier error; do not cascade
 
         try:
-            output_shape = layer_type.output_shape(layer.args, input_shapes)
-            slot_shapes = layer_type.weight_shapes(layer.args, input_shapes)
+            output_shape = layer_type.output_shape(args, input_shapes)
+            slot_shapes = layer_type.weight_shapes(args, input_shapes)
         except ShapeError as exc:
             self.report(
                 loc,
                 errors.SHAPE,
-                f"{layer.keras} {layer.name!r} with input shape(s) "
+                f"{flat.keras} {flat.name!r} with input shape(s) "
                 f"{', '.join(map(str, input_shapes))}: {exc}",
             )
             return None
-        self.shapes[layer.name] = output_shape
+        self.shapes[flat.name] = output_shape
+        self.lint(flat, args, input_shapes)
 
-        weights = self.weights(index, layer, layer_type, slot_shapes)
+        weights = self.weights(flat, layer_type, slot_shapes)
         return ir.Layer(
-            name=layer.name,
-            keras=layer.keras,
-            args=tuple(layer.args.rendered().items()),
-            inputs=input_names,
+            name=flat.name,
+            keras=flat.keras,
+            args=tuple(args.rendered().items()),
+            inputs=flat.inputs,
             output_shape=output_shape,
-            torch=layer.torch,
+            torch=flat.torch,
             weights=weights,
-            line=self.line(*loc),
+            line=self.lines[flat.name],
         )
 
-    def _line_of_name(self, name: str) -> int:
-        if name in self.spec.inputs:
-            return self.line("inputs", name)
-        for index, layer in enumerate(self.spec.layers):
-            if layer.name == name:
-                return self.line("layers", index)
-        return 0
+    def args(self, flat: FlatLayer, layer_type):
+        """The layer's arguments, typed by its Keras layer type's model."""
+        try:
+            return layer_type.Args.model_validate(flat.args)
+        except ValidationError as exc:
+            fields = list(layer_type.Args.model_fields)
+            self.diagnostics += schema.diagnostics(
+                self.doc,
+                exc,
+                flat.args,
+                flat.loc + ("args",),
+                lambda parent: ("argument", fields if not parent else []),
+                self.context,
+            )
+            return None
 
     # --- weights -------------------------------------------------------
 
     def weights(
-        self, index, layer, layer_type, slot_shapes
+        self, layer: FlatLayer, layer_type, slot_shapes
     ) -> tuple[ir.WeightPort, ...]:
-        loc = ("layers", index)
+        loc = layer.loc
         for slot in layer.weights:
             if slot not in slot_shapes:
                 self.diagnostics.append(
@@ -209,7 +213,7 @@ class _Resolver:
                         errors.WEIGHT_COVERAGE,
                         f"{layer.keras} {layer.name!r} has no weight {slot!r}"
                         f"{did_you_mean(slot, slot_shapes)}; its weights: "
-                        f"{', '.join(slot_shapes) or 'none'}",
+                        f"{', '.join(slot_shapes) or 'none'}{self.context}",
                         key=True,
                     )
                 )
@@ -223,7 +227,7 @@ class _Resolver:
                 suffix, chain = layer_type.default_rule[slot]
                 key, where = f"{layer.torch}.{suffix}", loc + ("torch",)
                 if slot == "kernel" and layer.keras == "Dense":
-                    self.lint_flatten_order(index, layer, key)
+                    self.lint_flatten_order(layer, key)
             else:
                 self.report(
                     loc,
@@ -295,6 +299,21 @@ class _Resolver:
             line=line,
         )
 
+    # --- lints ---------------------------------------------------------
+
+    def lint(self, layer: FlatLayer, args, input_shapes) -> None:
+        """Warnings for Keras arguments whose PyTorch counterpart differs silently."""
+        if layer.keras in ("Conv1D", "Conv2D", "DepthwiseConv2D"):
+            strides = args.strides if isinstance(args.strides, tuple) else (args.strides,)
+            if args.padding == "same" and max(strides) > 1:
+                self.report(
+                    layer.loc + ("args", "padding"),
+                    errors.LINT_SAME_PADDING,
+                    f"{layer.keras} {layer.name!r}: padding 'same' with stride > 1 pads "
+                    "more at the bottom/right, while PyTorch's padding=p pads both "
+                    "sides equally; use a ZeroPadding2D of p, then padding 'valid'",
+                )
+
     # --- flatten order -------------------------------------------------
 
     def flattened_map(self, layer) -> Shape | None:
@@ -321,13 +340,13 @@ class _Resolver:
                         f"{list(transform.dims)}"
                     )
 
-    def lint_flatten_order(self, index, layer, key) -> None:
+    def lint_flatten_order(self, layer: FlatLayer, key) -> None:
         feature_map = self.flattened_map(layer)
         if feature_map is None:
             return
         torch_dims = [feature_map[-1], *feature_map[:-1]]
         self.report(
-            ("layers", index, "torch"),
+            layer.loc + ("torch",),
             errors.LINT_FLATTEN_ORDER,
             f"Dense {layer.name!r} reads a Flatten of a {feature_map} map: PyTorch "
             f"flattens channels-first, Keras channels-last, so the default kernel "

@@ -17,14 +17,15 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
+    StrictInt,
     Tag,
     ValidationError,
-    create_model,
 )
 
 from . import errors, transforms
 from .errors import Diagnostic, SpecError, did_you_mean
-from .layers import LAYER_TYPES, PositiveInt
+from .layers import LAYER_TYPES, Float, PositiveInt
 from .load import Document, Loc
 
 # Names the generated module itself uses at module or function level; a layer
@@ -141,9 +142,31 @@ class WeightSpec(Strict):
     transform: list[TransformItem] = Field(default_factory=list)
 
 
-class _LayerBase(Strict):
+def _keras_type(value: str) -> str:
+    if value not in LAYER_TYPES:
+        raise _custom(
+            "unknown_layer",
+            f"unknown Keras layer type {value!r}{did_you_mean(value, LAYER_TYPES)}; "
+            f"supported: {', '.join(sorted(LAYER_TYPES))}",
+        )
+    return value
+
+
+Reference = Annotated[str, Field(strict=True)]
+# A block parameter's value, or (inside a block) a "$param" reference to one.
+Value = Union[StrictBool, StrictInt, Float, str, None, list[Any]]  # noqa: UP007
+
+
+class LayerSpec(Strict):
+    """One Keras layer. `args` are checked against the layer type by the resolver,
+    after block parameters are substituted."""
+
     name: Name
-    inputs: list[Annotated[str, Field(strict=True)]] | None = Field(
+    keras: Annotated[str, Field(strict=True), AfterValidator(_keras_type)] = Field(
+        description="Keras layer class (see the allowlist in compiler/layers.py)"
+    )
+    args: dict[Annotated[str, Field(strict=True)], Any] = Field(default_factory=dict)
+    inputs: list[Reference] | None = Field(
         default=None,
         description="layers or inputs feeding this one; default: the previous layer",
     )
@@ -153,39 +176,54 @@ class _LayerBase(Strict):
     weights: dict[Annotated[str, Field(strict=True)], WeightSpec] = Field(
         default_factory=dict
     )
-
-
-def _layer_model(keras_type: str, layer_type) -> type[BaseModel]:
-    args_required = any(f.is_required() for f in layer_type.Args.model_fields.values())
-    args_field = (
-        (layer_type.Args, ...)
-        if args_required
-        else (layer_type.Args, layer_type.Args())
-    )
-    return create_model(
-        f"{keras_type}Layer",
-        __base__=_LayerBase,
-        keras=(Literal[keras_type], ...),
-        args=args_field,
+    when: StrictBool | Annotated[str, Field(strict=True)] = Field(
+        default=True,
+        description="inside a block, '$param': leave the layer out when false; "
+        "references to a left-out layer then read its input",
     )
 
 
-def _layer_tag(value: Any) -> str | None:
-    keras_type = value.get("keras") if isinstance(value, dict) else None
-    return keras_type if keras_type in LAYER_TYPES else None
+class BlockSpec(Strict):
+    """A parametrised sub-graph, defined once and instantiated by name."""
+
+    params: dict[Name, Value] = Field(
+        default_factory=dict,
+        description="parameter -> default value (null: the instance must give it)",
+    )
+    layers: list[LayerSpec] = Field(min_length=1)
+    output: Reference | None = Field(
+        default=None, description="the layer whose output is the block's (default: last)"
+    )
 
 
-# One model per Keras layer type, chosen by the `keras:` key.
-_LAYER_MODELS = tuple(
-    Annotated[_layer_model(k, t), Tag(k)] for k, t in LAYER_TYPES.items()
-)
-LayerSpec = Annotated[
-    Union[_LAYER_MODELS],  # noqa: UP007 (a union built from a tuple needs Union[...])
-    Discriminator(
-        _layer_tag,
-        custom_error_type="unknown_layer",
-        custom_error_message="unknown Keras layer type",
-    ),
+class BlockInstanceSpec(Strict):
+    """One use of a block (or `repeat` uses, chained) in the layer list."""
+
+    name: Name
+    block: Name
+    args: dict[Name, Value] = Field(default_factory=dict)
+    repeat: PositiveInt | None = Field(
+        default=None,
+        description="chain this many instances, named NAME_0..., with torch PATH.0...",
+    )
+    first: dict[Name, Value] = Field(
+        default_factory=dict, description="with repeat: args overriding `args` in the first"
+    )
+    inputs: list[Reference] | None = Field(default=None, max_length=1)
+    torch: TorchPath | None = Field(
+        default=None, description="PyTorch path prefix of the block's modules"
+    )
+
+
+def _item_tag(value: Any) -> str:
+    return "block" if isinstance(value, dict) and "block" in value else "layer"
+
+
+LayerItem = Annotated[
+    Union[  # noqa: UP007
+        Annotated[LayerSpec, Tag("layer")], Annotated[BlockInstanceSpec, Tag("block")]
+    ],
+    Discriminator(_item_tag),
 ]
 
 
@@ -197,8 +235,9 @@ class Spec(Strict):
     ] = ""
     source: SourceSpec | None = None
     inputs: dict[Name, InputSpec] = Field(min_length=1)
-    layers: list[LayerSpec] = Field(min_length=1)
-    outputs: list[Annotated[str, Field(strict=True)]] = Field(min_length=1)
+    blocks: dict[Name, BlockSpec] = Field(default_factory=dict)
+    layers: list[LayerItem] = Field(min_length=1)
+    outputs: list[Reference] = Field(min_length=1)
     ignore: list[TorchPath] = Field(
         default_factory=list, description="PyTorch keys deliberately left unused"
     )
@@ -235,7 +274,7 @@ def _keys_of(model: type[BaseModel]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
 
-def _allowed_keys(data: Any, parent: Loc) -> tuple[str, list[str]]:
+def _spec_keys(data: Any, parent: Loc) -> tuple[str, list[str]]:
     """What the mapping at `parent` holds, and the keys it accepts (for did-you-mean)."""
     if not parent:
         return "key", _keys_of(Spec)
@@ -243,50 +282,61 @@ def _allowed_keys(data: Any, parent: Loc) -> tuple[str, list[str]]:
         return "key", _keys_of(SourceSpec)
     if parent[0] == "inputs" and len(parent) == 2:
         return "key", _keys_of(InputSpec)
-    if parent[0] == "layers" and len(parent) >= 2:
-        layer = data["layers"][parent[1]]
-        layer_type = (
-            LAYER_TYPES.get(layer.get("keras")) if isinstance(layer, dict) else None
-        )
-        if len(parent) == 2:
-            return "key", _keys_of(_LayerBase) + ["keras", "args"]
-        if parent[2] == "args" and len(parent) == 3 and layer_type is not None:
-            return "argument", list(layer_type.Args.model_fields)
-        if parent[2] == "weights" and len(parent) == 4:
+    if parent[0] == "blocks" and len(parent) == 2:
+        return "key", _keys_of(BlockSpec)
+    # A layer, top level or in a block, and the weights inside it.
+    layer_loc = parent[:2] if parent[0] == "layers" else parent[:4]
+    if parent[0] in ("layers", "blocks") and len(parent) >= len(layer_loc):
+        node = data
+        for part in layer_loc:
+            node = node[part]
+        model = BlockInstanceSpec if _item_tag(node) == "block" else LayerSpec
+        rest = parent[len(layer_loc) :]
+        if not rest:
+            return "key", _keys_of(model)
+        if rest[0] == "weights" and len(rest) == 2:
             return "key", _keys_of(WeightSpec)
     return "key", []
 
 
-def _message(error: dict, data: Any, loc: Loc) -> str:
+def _message(error: dict, loc: Loc, keys) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1]) if loc else "?"
-        what, allowed = _allowed_keys(data, loc[:-1])
+        what, allowed = keys(loc[:-1])
         hint = did_you_mean(key, allowed)
         known = f"; allowed: {', '.join(allowed)}" if allowed and not hint else ""
         return f"unknown {what} {key!r}{hint}{known}"
     if kind == "missing":
         return f"missing required key {error['loc'][-1]!r}"
-    if kind == "unknown_layer":
-        value = (
-            error["input"].get("keras") if isinstance(error["input"], dict) else None
-        )
-        if value is None:
-            return "layer has no 'keras' type (e.g. keras: Conv2D)"
-        return (
-            f"unknown Keras layer type {value!r}{did_you_mean(str(value), LAYER_TYPES)}; "
-            f"supported: {', '.join(sorted(LAYER_TYPES))}"
-        )
     message = error["msg"]
-    if kind == "value_error":  # our own validators name the value themselves
+    if kind in ("value_error", "unknown_layer", "unknown_transform"):
+        # Our own validators name the value themselves.
         return message.removeprefix("Value error, ")
+    if kind == "literal_error" and error["loc"] == ("spec",):
+        return f"unsupported spec version {error['input']!r}; this compiler reads spec: 1"
     if isinstance(error["input"], (str, int, float)) and kind != "literal_error":
         message += f", got {error['input']!r}"
-    if kind == "literal_error" and error["loc"] and error["loc"][-1] == "spec":
-        message = (
-            f"unsupported spec version {error['input']!r}; this compiler reads spec: 1"
-        )
     return message
+
+
+def diagnostics(
+    doc: Document, exc: ValidationError, data: Any, prefix: Loc, keys, context: str = ""
+) -> list[Diagnostic]:
+    """A pydantic error -> diagnostics at the YAML positions of the data at `prefix`.
+
+    `keys(parent_loc) -> (what, allowed keys)` feeds did-you-mean on unknown keys;
+    `context` is appended to every message (e.g. the block instance it came from).
+    """
+    found = []
+    for error in exc.errors():
+        loc = _data_loc(data, error["loc"])
+        code = _CODES.get(error["type"], errors.SCHEMA_VALUE)
+        message = _message(error, loc, keys) + context
+        key = error["type"] == "extra_forbidden"
+        found.append(doc.diagnostic(prefix + loc, code, message, key=key))
+    # One finding per place: unions can report the same spot more than once.
+    return sorted(dict.fromkeys(found), key=Diagnostic.sort_key)
 
 
 def validate(doc: Document) -> Spec:
@@ -304,22 +354,8 @@ def validate(doc: Document) -> Spec:
     try:
         return Spec.model_validate(doc.data)
     except ValidationError as exc:
-        diagnostics = []
-        for error in exc.errors():
-            loc = _data_loc(doc.data, error["loc"])
-            code = _CODES.get(error["type"], errors.SCHEMA_VALUE)
-            if error["type"] == "missing":
-                diagnostics.append(
-                    doc.diagnostic(loc, code, _message(error, doc.data, loc))
-                )
-                continue
-            key = error["type"] == "extra_forbidden"
-            diagnostics.append(
-                doc.diagnostic(loc, code, _message(error, doc.data, loc), key=key)
-            )
-        # One finding per place: unions can report the same spot more than once.
-        unique = list(dict.fromkeys(diagnostics))
-        raise SpecError(sorted(unique, key=Diagnostic.sort_key)) from None
+        found = diagnostics(doc, exc, doc.data, (), lambda p: _spec_keys(doc.data, p))
+        raise SpecError(found) from None
 
 
 def json_schema() -> dict:

@@ -250,7 +250,9 @@ def _substitute(value: Any, params: dict[str, Any]) -> Any:
     return value
 
 
-def expand(doc: Document, spec: Spec) -> tuple[list[FlatLayer], dict[str, str], list[Diagnostic]]:
+def expand(
+    doc: Document, spec: Spec
+) -> tuple[list[FlatLayer], dict[str, str], list[Diagnostic]]:
     """The spec's layers, blocks instantiated, in order; plus the name aliases
     (block instance -> its output layer) and any diagnostics."""
     expander = _Expander(doc, spec)

@@ -27,7 +27,7 @@ from pydantic import (
     StrictInt,
 )
 
-from .transforms import ConvKernel, Shape, Transform, Transpose
+from .transforms import ConvKernel, DepthwiseKernel, Shape, Transform, Transpose
 
 
 class ShapeError(ValueError):
@@ -117,6 +117,9 @@ class LayerType:
     # slot -> (PyTorch suffix, transforms); see the module docstring.
     default_rule: ClassVar[dict[str, tuple[str, tuple[Transform, ...]]]] = {}
     ignored_suffixes: ClassVar[tuple[str, ...]] = ()
+    # Set for layers Keras lacks: the generated module defines the class itself
+    # from templates/layers/<keras>.py.jinja (keras.ops only, serialisable).
+    custom: ClassVar[bool] = False
 
     @classmethod
     def output_shape(cls, args: Args, inputs: list[Shape]) -> Shape:
@@ -230,6 +233,48 @@ class Conv2D(_Conv):
     keras = "Conv2D"
     Args = Conv2DArgs
     spatial_rank = 2
+
+
+class DepthwiseConv2DArgs(Args):
+    kernel_size: IntOrPair
+    strides: IntOrPair = 1
+    padding: Padding = "valid"
+    depth_multiplier: PositiveInt = 1
+    dilation_rate: IntOrPair = 1
+    activation: Activation | None = None
+    use_bias: StrictBool = True
+
+
+class DepthwiseConv2D(_Conv):
+    """PyTorch Conv2d with groups == in_channels."""
+
+    keras = "DepthwiseConv2D"
+    Args = DepthwiseConv2DArgs
+    spatial_rank = 2
+    default_rule = {
+        "kernel": ("weight", (DepthwiseKernel(),)),
+        "bias": ("bias", ()),
+    }
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, 3, cls.keras, "height, width, channels")
+        kernel, strides, dilation = cls._geometry(args)
+        spatial = tuple(
+            _window_out(n, k, s, args.padding, d)
+            for n, k, s, d in zip(shape[:-1], kernel, strides, dilation)
+        )
+        return (*spatial, shape[-1] * args.depth_multiplier)
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        kernel, _, _ = cls._geometry(args)
+        channels = inputs[0][-1]
+        slots = {"kernel": (*kernel, channels, args.depth_multiplier)}
+        if args.use_bias:
+            slots["bias"] = (channels * args.depth_multiplier,)
+        return slots
 
 
 class BatchNormalizationArgs(Args):
@@ -464,13 +509,131 @@ class Reshape(LayerType):
         return args.target_shape
 
 
+class LayerNormalizationArgs(Args):
+    # PyTorch's default epsilon, not Keras's 1e-3.
+    epsilon: Annotated[Float, Field(gt=0)] = 1e-5
+    center: StrictBool = True
+    scale: StrictBool = True
+    always_render = ("epsilon",)
+
+
+class LayerNormalization(LayerType):
+    """PyTorch LayerNorm over the last axis."""
+
+    keras = "LayerNormalization"
+    Args = LayerNormalizationArgs
+    default_rule = {"gamma": ("weight", ()), "beta": ("bias", ())}
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        features = (inputs[0][-1],)
+        slots = {}
+        if args.scale:
+            slots["gamma"] = features
+        if args.center:
+            slots["beta"] = features
+        return slots
+
+
+class EmbeddingArgs(Args):
+    input_dim: PositiveInt
+    output_dim: PositiveInt
+
+
+class Embedding(LayerType):
+    keras = "Embedding"
+    Args = EmbeddingArgs
+    default_rule = {"embeddings": ("weight", ())}
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        return (*inputs[0], args.output_dim)
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        return {"embeddings": (args.input_dim, args.output_dim)}
+
+
+class Identity(LayerType):
+    """A PyTorch module that is the identity here (e.g. AdaptiveAvgPool2d((7, 7))
+    on a 7x7 map, or Dropout at inference), kept so verify can pair it."""
+
+    keras = "Identity"
+
+
+class TorchPool2DArgs(Args):
+    pool_size: IntOrPair
+    strides: IntOrPair | None = None  # PyTorch's default: the pool size
+    padding: NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] = 0
+
+
+class TorchMaxPooling2DArgs(TorchPool2DArgs):
+    ceil_mode: StrictBool = False
+
+
+class TorchAveragePooling2DArgs(TorchPool2DArgs):
+    count_include_pad: StrictBool = True
+
+
+def _torch_pool_out(size: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size (torch.nn.MaxPool2d docs)."""
+    span = size + 2 * p - k
+    if span < 0:
+        raise ShapeError(f"window {k} does not fit in size {size} padded by {p}")
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1  # the last window must start inside the input or left padding
+    return out
+
+
+class _TorchPool2D(LayerType):
+    custom = True
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, 3, cls.keras, "height, width, channels")
+        pool = _pair(args.pool_size)
+        strides = pool if args.strides is None else _pair(args.strides)
+        padding = _pair(args.padding) if isinstance(args.padding, int) else args.padding
+        if any(2 * p > k for p, k in zip(padding, pool)):
+            raise ShapeError("PyTorch requires padding <= half the pool size")
+        ceil_mode = getattr(args, "ceil_mode", False)
+        spatial = tuple(
+            _torch_pool_out(n, k, s, p, ceil_mode)
+            for n, k, s, p in zip(shape[:2], pool, strides, padding)
+        )
+        return (*spatial, shape[2])
+
+
+class TorchMaxPooling2D(_TorchPool2D):
+    """PyTorch MaxPool2d: pads with -inf and may round the output size up
+    (ceil_mode); Keras MaxPooling2D can do neither."""
+
+    keras = "TorchMaxPooling2D"
+    Args = TorchMaxPooling2DArgs
+
+
+class TorchAveragePooling2D(_TorchPool2D):
+    """PyTorch AvgPool2d with symmetric padding and count_include_pad."""
+
+    keras = "TorchAveragePooling2D"
+    Args = TorchAveragePooling2DArgs
+
+
 LAYER_TYPES: dict[str, type[LayerType]] = {
     layer.keras: layer
     for layer in (
         Dense,
         Conv1D,
         Conv2D,
+        DepthwiseConv2D,
         BatchNormalization,
+        LayerNormalization,
+        Embedding,
+        Identity,
+        TorchMaxPooling2D,
+        TorchAveragePooling2D,
         ReLU,
         ActivationLayer,
         Softmax,

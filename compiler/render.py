@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from . import __version__, ir
+from .layers import LAYER_TYPES
 
 LINE_LENGTH = 88
 INDENT = "    "
@@ -102,9 +103,13 @@ def _build_lines(module: ir.Module) -> list[str]:
             if len(layer.inputs) == 1
             else f"[{', '.join(layer.inputs)}]"
         )
+        if LAYER_TYPES[layer.keras].custom:
+            layer_class = layer.keras  # defined in the generated module itself
+        else:
+            layer_class = f"keras.layers.{layer.keras}"
         lines += fit(
             1,
-            f"{layer.name} = keras.layers.{layer.keras}(",
+            f"{layer.name} = {layer_class}(",
             _call_args(layer.args, layer.name),
             f")({feed})",
         )
@@ -206,4 +211,7 @@ def render(module: ir.Module) -> str:
         ignored=module.ignored_keys,
         build_lines=_build_lines(module),
         load_lines=_load_lines(module),
+        custom_layers=sorted(
+            {layer.keras for layer in module.layers if LAYER_TYPES[layer.keras].custom}
+        ),
     )

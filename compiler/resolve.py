@@ -35,7 +35,9 @@ class _Resolver:
         self.kinds: dict[str, str] = {}  # Keras type per layer name
         self.producers: dict[str, tuple[str, ...]] = {}  # inputs per layer name
         self.lines: dict[str, int] = {}  # spec line per input/layer name
-        self.key_users: dict[str, tuple[str, str, int]] = {}  # key -> (layer, slot, line)
+        self.key_users: dict[
+            str, tuple[str, str, int]
+        ] = {}  # key -> (layer, slot, line)
         self.context = ""  # block instance of the layer being resolved, for messages
 
     def line(self, *loc) -> int:
@@ -52,7 +54,9 @@ class _Resolver:
         for name, spec in self.spec.inputs.items():
             self.shapes[name] = tuple(spec.shape)
             self.lines[name] = self.line("inputs", name)
-            inputs.append(ir.Input(name, tuple(spec.shape), spec.dtype, self.lines[name]))
+            inputs.append(
+                ir.Input(name, tuple(spec.shape), spec.dtype, self.lines[name])
+            )
 
         flat_layers, aliases, found = expand(self.doc, self.spec)
         self.diagnostics += found
@@ -257,13 +261,12 @@ class _Resolver:
                 )
             # And forwards, where the input is known, to check each step agrees.
             for i, transform in enumerate(chain):
-                if (
-                    shapes[i] is not None
-                    and transform.forward(shapes[i]) != shapes[i + 1]
-                ):
-                    raise TransformError(
-                        f"{transform.describe()} does not give {shapes[i + 1]}"
-                    )
+                if shapes[i] is not None:
+                    out = transform.forward(shapes[i])
+                    if out is not None and out != shapes[i + 1]:
+                        raise TransformError(
+                            f"{transform.describe()} does not give {shapes[i + 1]}"
+                        )
                 if shapes[i + 1] is None and transform.needs_out_shape:
                     raise TransformError(
                         f"{transform.describe()} needs to know its output shape, which "
@@ -304,7 +307,9 @@ class _Resolver:
     def lint(self, layer: FlatLayer, args, input_shapes) -> None:
         """Warnings for Keras arguments whose PyTorch counterpart differs silently."""
         if layer.keras in ("Conv1D", "Conv2D", "DepthwiseConv2D"):
-            strides = args.strides if isinstance(args.strides, tuple) else (args.strides,)
+            strides = (
+                args.strides if isinstance(args.strides, tuple) else (args.strides,)
+            )
             if args.padding == "same" and max(strides) > 1:
                 self.report(
                     layer.loc + ("args", "padding"),

@@ -192,7 +192,8 @@ class BlockSpec(Strict):
     )
     layers: list[LayerSpec] = Field(min_length=1)
     output: Reference | None = Field(
-        default=None, description="the layer whose output is the block's (default: last)"
+        default=None,
+        description="the layer whose output is the block's (default: last)",
     )
 
 
@@ -207,7 +208,8 @@ class BlockInstanceSpec(Strict):
         description="chain this many instances, named NAME_0..., with torch PATH.0...",
     )
     first: dict[Name, Value] = Field(
-        default_factory=dict, description="with repeat: args overriding `args` in the first"
+        default_factory=dict,
+        description="with repeat: args overriding `args` in the first",
     )
     inputs: list[Reference] | None = Field(default=None, max_length=1)
     torch: TorchPath | None = Field(
@@ -314,7 +316,9 @@ def _message(error: dict, loc: Loc, keys) -> str:
         # Our own validators name the value themselves.
         return message.removeprefix("Value error, ")
     if kind == "literal_error" and error["loc"] == ("spec",):
-        return f"unsupported spec version {error['input']!r}; this compiler reads spec: 1"
+        return (
+            f"unsupported spec version {error['input']!r}; this compiler reads spec: 1"
+        )
     if isinstance(error["input"], (str, int, float)) and kind != "literal_error":
         message += f", got {error['input']!r}"
     return message

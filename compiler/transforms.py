@@ -44,8 +44,9 @@ class Transform:
     # Whether render() needs the output shape (known unless a later reshape hides it).
     needs_out_shape: ClassVar[bool] = False
 
-    def forward(self, shape: Shape) -> Shape:
-        """Output shape for an input of `shape`; TransformError if it does not fit."""
+    def forward(self, shape: Shape) -> Shape | None:
+        """Output shape for an input of `shape` (None: not determined by it alone);
+        TransformError if it does not fit."""
         raise NotImplementedError
 
     def backward(self, shape: Shape) -> Shape | None:
@@ -179,6 +180,39 @@ class ConvKernel(Transform):
 
 
 @dataclass(frozen=True)
+class DepthwiseKernel(Transform):
+    """PyTorch depthwise weight (C*M, 1, kh, kw) -> Keras kernel (kh, kw, C, M).
+
+    PyTorch output channel c*M + m is input channel c's m-th filter, which is
+    exactly where Keras's DepthwiseConv2D puts kernel[:, :, c, m].
+    """
+
+    name: ClassVar[str] = "depthwise_kernel"
+    needs_out_shape: ClassVar[bool] = True
+
+    def forward(self, shape: Shape) -> None:
+        if len(shape) != 4 or shape[1] != 1:
+            raise TransformError(
+                f"depthwise_kernel needs a (C*M, 1, kh, kw) weight, got {shape}"
+            )
+        return None  # how C*M splits into C and M is the Keras layer's to say
+
+    def backward(self, shape: Shape) -> Shape:
+        if len(shape) != 4:
+            raise TransformError(f"depthwise_kernel gives a rank-4 kernel, not {shape}")
+        kh, kw, channels, multiplier = shape
+        return (channels * multiplier, 1, kh, kw)
+
+    def render(self, expr: str, out_shape: Shape) -> str:
+        kh, kw, channels, multiplier = out_shape
+        return _call(
+            _call(expr, "reshape", (channels, multiplier, kh, kw)),
+            "transpose",
+            (2, 3, 0, 1),
+        )
+
+
+@dataclass(frozen=True)
 class Unflatten(Transform):
     """Reorder the input features of a Linear weight from NCHW- to NHWC-flatten order.
 
@@ -226,7 +260,8 @@ class Unflatten(Transform):
 
 
 TRANSFORMS: dict[str, type[Transform]] = {
-    t.name: t for t in (Transpose, Permute, Reshape, ConvKernel, Unflatten)
+    t.name: t
+    for t in (Transpose, Permute, Reshape, ConvKernel, DepthwiseKernel, Unflatten)
 }
 
 

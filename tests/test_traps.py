@@ -1,0 +1,288 @@
+"""PyTorch vs Keras traps: for each, the naive Keras spelling is measurably wrong
+on the same input, and the spelling the compiler asks for is exact.
+
+Each test runs both spellings of one small model through the real pipeline
+(spec -> generated module -> checkpoint file -> Keras) against PyTorch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.harness import compare
+
+EXACT = 1e-5  # float32 noise on these small models stays far below this
+WRONG = 1e-3  # a trap's error is at least this
+
+
+def spec(input_shape, layers, outputs="[out]"):
+    return f"""\
+        spec: 1
+        name: trap
+        inputs:
+          x: {{shape: {list(input_shape)}}}
+        layers:
+        {layers}
+        outputs: {outputs}
+        """
+
+
+def test_same_padding_with_stride_2_is_asymmetric(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1))
+    naive = compare(
+        tmp_path,
+        spec(
+            (16, 16, 3),
+            "  - {name: out, keras: Conv2D, torch: '0', args: "
+            "{filters: 8, kernel_size: 3, strides: 2, padding: same}}",
+        ),
+        model,
+        (2, 3, 16, 16),
+        name="naive",
+    )
+    assert [w.code for w in naive.generated.warnings] == ["W501"]
+    right = compare(
+        tmp_path,
+        spec(
+            (16, 16, 3),
+            """\
+          - {name: pad, keras: ZeroPadding2D, args: {padding: 1}}
+                  - {name: out, keras: Conv2D, torch: '0', args: {filters: 8, kernel_size: 3, strides: 2}}""",
+        ),
+        model,
+        (2, 3, 16, 16),
+        name="right",
+    )
+    print(f"same: {naive.error:.3g}, explicit padding: {right.error:.3g}")
+    assert naive.error > WRONG and right.error <= EXACT
+    assert right.generated.warnings == ()
+
+
+def test_max_pool_padding_is_minus_infinity(tmp_path):
+    model = nn.Sequential(nn.MaxPool2d(3, stride=2, padding=1))
+    shape = (2, 4, 9, 9)  # random normal input: negative values at the borders
+    naive = compare(
+        tmp_path,
+        spec(
+            (9, 9, 4),
+            """\
+          - {name: pad, keras: ZeroPadding2D, args: {padding: 1}}
+                  - {name: out, keras: MaxPooling2D, args: {pool_size: 3, strides: 2}}""",
+        ),
+        model,
+        shape,
+        name="naive",
+    )
+    right = compare(
+        tmp_path,
+        spec(
+            (9, 9, 4),
+            "  - {name: out, keras: TorchMaxPooling2D, torch: '0', "
+            "args: {pool_size: 3, strides: 2, padding: 1}}",
+        ),
+        model,
+        shape,
+        name="right",
+    )
+    print(f"zero padding: {naive.error:.3g}, -inf padding: {right.error:.3g}")
+    assert naive.error > WRONG and right.error <= EXACT
+
+
+def test_ceil_mode_rounds_the_output_size_up(tmp_path):
+    model = nn.Sequential(nn.MaxPool2d(3, stride=2, ceil_mode=True))
+    naive = compare(
+        tmp_path,
+        spec(
+            (14, 14, 4),
+            "  - {name: out, keras: MaxPooling2D, args: {pool_size: 3, strides: 2}}",
+        ),
+        model,
+        (2, 4, 14, 14),
+        name="naive",
+    )
+    assert naive.actual.shape[-1] == 6 and naive.expected.shape[-1] == 7
+    assert naive.error == float("inf")  # shapes differ
+    right = compare(
+        tmp_path,
+        spec(
+            (14, 14, 4),
+            "  - {name: out, keras: TorchMaxPooling2D, torch: '0', "
+            "args: {pool_size: 3, strides: 2, ceil_mode: true}}",
+        ),
+        model,
+        (2, 4, 14, 14),
+        name="right",
+    )
+    assert right.actual.shape == right.expected.shape and right.error <= EXACT
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_average_pool_count_include_pad(tmp_path, count_include_pad):
+    model = nn.Sequential(
+        nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=count_include_pad)
+    )
+    right = compare(
+        tmp_path,
+        spec(
+            (8, 8, 4),
+            "  - {name: out, keras: TorchAveragePooling2D, torch: '0', args: "
+            f"{{pool_size: 3, strides: 1, padding: 1, count_include_pad: {str(count_include_pad).lower()}}}}}",
+        ),
+        model,
+        (2, 4, 8, 8),
+        name="right",
+    )
+    assert right.error <= EXACT
+    if (
+        count_include_pad
+    ):  # PyTorch's default; Keras "same" divides by real elements only
+        naive = compare(
+            tmp_path,
+            spec(
+                (8, 8, 4),
+                "  - {name: out, keras: AveragePooling2D, "
+                "args: {pool_size: 3, strides: 1, padding: same}}",
+            ),
+            model,
+            (2, 4, 8, 8),
+            name="naive",
+        )
+        assert naive.error > WRONG
+
+
+def test_batch_norm_epsilon_is_pytorchs(tmp_path):
+    model = nn.Sequential(nn.BatchNorm2d(6))
+    naive = compare(
+        tmp_path,
+        spec(
+            (5, 5, 6),
+            "  - {name: out, keras: BatchNormalization, torch: '0', args: {epsilon: 0.001}}",
+        ),
+        model,
+        (2, 6, 5, 5),
+        name="naive",
+    )
+    right = compare(
+        tmp_path,
+        spec((5, 5, 6), "  - {name: out, keras: BatchNormalization, torch: '0'}"),
+        model,
+        (2, 6, 5, 5),
+        name="right",
+    )
+    print(f"Keras epsilon: {naive.error:.3g}, PyTorch epsilon: {right.error:.3g}")
+    assert naive.error > WRONG / 10 and right.error <= EXACT
+    # The generated code states the epsilon even though the spec did not.
+    assert "epsilon=1e-05" in right.generated.source
+
+
+def test_softmax_over_channels_is_the_last_axis(tmp_path):
+    model = nn.Sequential(nn.Softmax(dim=1))
+    naive = compare(
+        tmp_path,
+        spec((4, 4, 5), "  - {name: out, keras: Softmax, args: {axis: 1}}"),
+        model,
+        (2, 5, 4, 4),
+        name="naive",
+    )
+    right = compare(
+        tmp_path,
+        spec((4, 4, 5), "  - {name: out, keras: Softmax}"),
+        model,
+        (2, 5, 4, 4),
+        name="right",
+    )
+    assert naive.error > WRONG and right.error <= EXACT
+
+
+@pytest.mark.parametrize(
+    "module, activation",
+    [
+        (nn.GELU(), "gelu"),
+        (nn.Hardswish(), "hard_silu"),
+        (nn.Hardsigmoid(), "hard_sigmoid"),
+        (nn.SiLU(), "silu"),
+        (nn.ReLU6(), "relu6"),
+        (nn.Sigmoid(), "sigmoid"),
+    ],
+)
+def test_activations_match_pytorch_formulas(tmp_path, module, activation):
+    result = compare(
+        tmp_path,
+        spec(
+            (16,),
+            f"  - {{name: out, keras: Activation, args: {{activation: {activation}}}}}",
+        ),
+        nn.Sequential(module),
+        (4, 16),
+    )
+    assert result.error <= EXACT
+
+
+def test_activation_traps_are_real():
+    """The formulas a naive port might take really differ from PyTorch's."""
+    x = torch.linspace(-4, 4, 101)
+    tanh_gelu = nn.GELU(approximate="tanh")(x)
+    assert (tanh_gelu - nn.GELU()(x)).abs().max() > 10 * EXACT  # ~5e-4
+    old_keras_hard_sigmoid = torch.clamp(0.2 * x + 0.5, 0, 1)  # Keras 2's formula
+    assert (old_keras_hard_sigmoid - nn.Hardsigmoid()(x)).abs().max() > WRONG
+
+
+def test_adaptive_avg_pool_flatten_is_global_average_pooling(tmp_path):
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    result = compare(
+        tmp_path,
+        spec((6, 6, 5), "  - {name: out, keras: GlobalAveragePooling2D, torch: '0'}"),
+        model,
+        (2, 5, 6, 6),
+    )
+    assert result.error <= EXACT
+
+
+def test_depthwise_convolution_kernel_layout(tmp_path):
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=4))  # depth multiplier 2
+    result = compare(
+        tmp_path,
+        spec(
+            (6, 6, 4),
+            "  - {name: out, keras: DepthwiseConv2D, torch: '0', args: "
+            "{kernel_size: 3, padding: same, depth_multiplier: 2}}",
+        ),
+        model,
+        (2, 4, 6, 6),
+    )
+    assert result.error <= EXACT
+
+
+def test_grouped_convolution_kernel_layout(tmp_path):
+    model = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, groups=2))
+    result = compare(
+        tmp_path,
+        spec(
+            (6, 6, 4),
+            "  - {name: out, keras: Conv2D, torch: '0', args: "
+            "{filters: 6, kernel_size: 3, padding: same, groups: 2}}",
+        ),
+        model,
+        (2, 4, 6, 6),
+    )
+    assert result.error <= EXACT
+
+
+def test_dropout_is_identity_at_inference(tmp_path):
+    model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5))
+    result = compare(
+        tmp_path,
+        spec(
+            (8,),
+            """\
+          - {name: fc, keras: Dense, args: {units: 8}, torch: '0'}
+                  - {name: out, keras: Dropout, args: {rate: 0.5}}""",
+        ),
+        model,
+        (4, 8),
+    )
+    assert result.error <= EXACT
+    np.testing.assert_array_less(0.1, np.abs(result.expected).max())

@@ -127,14 +127,15 @@ class _Expander:
             )
             return None
         if item.repeat is None:
-            if item.first:
-                self.report(
-                    loc + ("first",), errors.SCHEMA_VALUE, "`first:` needs `repeat:`"
-                )
+            for key in ("first", "start"):
+                if key in item.model_fields_set:
+                    self.report(
+                        loc + (key,), errors.SCHEMA_VALUE, f"`{key}:` needs `repeat:`"
+                    )
             return self.instance(item, loc, feed, item.name, item.torch, item.args)
         output = None
-        for i in range(item.repeat):
-            args = {**item.args, **(item.first if i == 0 else {})}
+        for i in range(item.start, item.start + item.repeat):
+            args = {**item.args, **(item.first if i == item.start else {})}
             torch = f"{item.torch}.{i}" if item.torch else None
             output = self.instance(item, loc, feed, f"{item.name}_{i}", torch, args)
             if output is None:

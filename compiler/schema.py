@@ -211,6 +211,10 @@ class BlockInstanceSpec(Strict):
         default_factory=dict,
         description="with repeat: args overriding `args` in the first",
     )
+    start: Annotated[StrictInt, Field(ge=0)] = Field(
+        default=0,
+        description="with repeat: index of the first instance, in names and torch paths",
+    )
     inputs: list[Reference] | None = Field(default=None, max_length=1)
     torch: TorchPath | None = Field(
         default=None, description="PyTorch path prefix of the block's modules"

@@ -22,7 +22,7 @@ from typing import Any
 from . import errors
 from .errors import Diagnostic, did_you_mean
 from .load import Document, Loc
-from .schema import BlockInstanceSpec, LayerSpec, Spec
+from .schema import TORCH_PATH, BlockInstanceSpec, LayerSpec, Spec
 
 BLOCK_INPUT = "input"
 
@@ -90,6 +90,12 @@ class _Expander:
 
     def add(self, layer: LayerSpec, loc, feed, prefix, torch_prefix, context=""):
         """Append one flat layer; returns its name."""
+        if isinstance(layer.torch, str) and layer.torch.startswith("$"):
+            self.report(
+                loc + ("torch",),
+                errors.SCHEMA_VALUE,
+                f"{layer.torch} is a block parameter, but this layer is not in a block",
+            )
         name = f"{prefix}{layer.name}"
         torch, weights = layer.torch, dict(layer.weights)
         if torch_prefix:
@@ -178,6 +184,7 @@ class _Expander:
                     update={
                         "args": _substitute(layer.args, params),
                         "when": _substitute(layer.when, params),
+                        "torch": _substitute(layer.torch, params),
                     }
                 )
             except KeyError as missing_param:
@@ -186,6 +193,14 @@ class _Expander:
                     errors.DANGLING_REFERENCE,
                     f"${missing_param.args[0]} is not a parameter of block "
                     f"{block_name!r}{did_you_mean(missing_param.args[0], params)}",
+                    context,
+                )
+                return None
+            if not _is_torch_path(layer.torch):
+                self.report(
+                    layer_loc + ("torch",),
+                    errors.SCHEMA_VALUE,
+                    f"torch: {layer.torch!r} is not a PyTorch module path",
                     context,
                 )
                 return None
@@ -238,6 +253,12 @@ class _Expander:
             )
             return None
         return local[output]
+
+
+def _is_torch_path(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, str) and bool(TORCH_PATH.fullmatch(value))
+    )
 
 
 def _substitute(value: Any, params: dict[str, Any]) -> Any:

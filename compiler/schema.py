@@ -45,8 +45,9 @@ RESERVED_NAMES = frozenset(
 )
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PARAM = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*")
 # PyTorch module paths and state-dict keys: dotted identifiers or indices.
-_TORCH_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
+TORCH_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 _FACTORY = re.compile(
     r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
 )
@@ -68,7 +69,7 @@ def _identifier(value: str) -> str:
 
 
 def _torch_path(value: str) -> str:
-    if not _TORCH_PATH.fullmatch(value):
+    if not TORCH_PATH.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a PyTorch module path or key (like 'layer1.0.conv1')"
         )
@@ -83,6 +84,16 @@ def _single_line(value: str) -> str:
 
 Name = Annotated[str, Field(strict=True), AfterValidator(_identifier)]
 TorchPath = Annotated[str, Field(strict=True), AfterValidator(_torch_path)]
+
+
+def _torch_path_or_param(value: str) -> str:
+    return value if _PARAM.fullmatch(value) else _torch_path(value)
+
+
+# Inside a block, a layer's torch path may be a "$param" reference.
+TorchPathOrParam = Annotated[
+    str, Field(strict=True), AfterValidator(_torch_path_or_param)
+]
 
 
 class Strict(BaseModel):
@@ -170,7 +181,7 @@ class LayerSpec(Strict):
         default=None,
         description="layers or inputs feeding this one; default: the previous layer",
     )
-    torch: TorchPath | None = Field(
+    torch: TorchPathOrParam | None = Field(
         default=None, description="the PyTorch module this layer pairs with"
     )
     weights: dict[Annotated[str, Field(strict=True)], WeightSpec] = Field(

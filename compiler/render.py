@@ -132,11 +132,29 @@ def _build_lines(module: ir.Module) -> list[str]:
     return lines
 
 
-def _port_expression(port: ir.WeightPort) -> str:
-    expr = f"sd[{py(port.torch_key)}]"
-    for transform, out_shape in zip(port.transforms, port.transform_shapes):
-        expr = transform.render(expr, out_shape)
-    return expr
+def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
+    """`assign(target, <numpy>)` for one weight, on as many lines as ruff would want.
+
+    A numpy chain too long for one argument line is built up in `value` over
+    several statements rather than left to ruff's fluent-call style.
+    """
+    base = f"sd[{py(port.torch_key)}]"
+    links = [
+        link
+        for transform, out_shape in zip(port.transforms, port.transform_shapes)
+        for link in transform.links(out_shape)
+    ]
+    expr = base + "".join(links)
+    if len(INDENT * 2 + expr + ",") <= LINE_LENGTH:
+        return fit(1, "assign(", [py(target), expr], ")")
+    lines, statement = [], f"{INDENT}value = {base}"
+    for link in links:
+        if len(statement + link) > LINE_LENGTH:
+            lines.append(statement)
+            statement = f"{INDENT}value = value"
+        statement += link
+    lines.append(statement)
+    return lines + fit(1, "assign(", [py(target), "value"], ")")
 
 
 def _load_lines(module: ir.Module) -> list[str]:
@@ -152,12 +170,7 @@ def _load_lines(module: ir.Module) -> list[str]:
             if port.explicit and port.transforms:
                 steps = ", ".join(t.describe() for t in port.transforms)
                 lines.append(f"{INDENT}# {port.slot}: {steps} (spec line {port.line})")
-            lines += fit(
-                1,
-                "assign(",
-                [py(f"{layer.name}/{port.slot}"), _port_expression(port)],
-                ")",
-            )
+            lines += _assign_lines(f"{layer.name}/{port.slot}", port)
     return lines
 
 

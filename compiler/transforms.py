@@ -33,8 +33,9 @@ def _ints(values: Any, what: str) -> tuple[int, ...]:
     return tuple(values)
 
 
-def _call(expr: str, method: str, numbers: tuple[int, ...]) -> str:
-    return f"{expr}.{method}({', '.join(str(n) for n in numbers)})"
+def _call(method: str, numbers: tuple[int, ...]) -> str:
+    """One method-call link of a numpy chain, e.g. `.transpose(2, 3, 1, 0)`."""
+    return f".{method}({', '.join(str(n) for n in numbers)})"
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,13 @@ class Transform:
         """Input shape that gives `shape`, or None where it cannot be known."""
         raise NotImplementedError
 
+    def links(self, out_shape: Shape) -> list[str]:
+        """The numpy method calls (`.T`, `.reshape(...)`) that apply this transform."""
+        raise NotImplementedError
+
     def render(self, expr: str, out_shape: Shape) -> str:
         """numpy expression applying this transform to the array `expr`."""
-        raise NotImplementedError
+        return expr + "".join(self.links(out_shape))
 
     def describe(self) -> str:
         """How the spec spells this transform (used in generated comments)."""
@@ -74,8 +79,8 @@ class Transpose(Transform):
     def backward(self, shape: Shape) -> Shape:
         return shape[::-1]
 
-    def render(self, expr: str, out_shape: Shape) -> str:
-        return f"{expr}.T"
+    def links(self, out_shape: Shape) -> list[str]:
+        return [".T"]
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,8 @@ class Permute(Transform):
             result[in_axis] = shape[out_axis]
         return tuple(result)
 
-    def render(self, expr: str, out_shape: Shape) -> str:
-        return _call(expr, "transpose", self.axes)
+    def links(self, out_shape: Shape) -> list[str]:
+        return [_call("transpose", self.axes)]
 
     def describe(self) -> str:
         return f"permute {list(self.axes)}"
@@ -143,8 +148,8 @@ class Reshape(Transform):
             raise TransformError(f"reshape gives {self.shape}, but {shape} is needed")
         return None  # any shape with as many elements would do
 
-    def render(self, expr: str, out_shape: Shape) -> str:
-        return _call(expr, "reshape", self.shape)
+    def links(self, out_shape: Shape) -> list[str]:
+        return [_call("reshape", self.shape)]
 
     def describe(self) -> str:
         return f"reshape {list(self.shape)}"
@@ -175,8 +180,8 @@ class ConvKernel(Transform):
         self._check_rank(shape)
         return (shape[-1], shape[-2], *shape[:-2])
 
-    def render(self, expr: str, out_shape: Shape) -> str:
-        return _call(expr, "transpose", self._axes(len(out_shape)))
+    def links(self, out_shape: Shape) -> list[str]:
+        return [_call("transpose", self._axes(len(out_shape)))]
 
 
 @dataclass(frozen=True)
@@ -203,13 +208,12 @@ class DepthwiseKernel(Transform):
         kh, kw, channels, multiplier = shape
         return (channels * multiplier, 1, kh, kw)
 
-    def render(self, expr: str, out_shape: Shape) -> str:
+    def links(self, out_shape: Shape) -> list[str]:
         kh, kw, channels, multiplier = out_shape
-        return _call(
-            _call(expr, "reshape", (channels, multiplier, kh, kw)),
-            "transpose",
-            (2, 3, 0, 1),
-        )
+        return [
+            _call("reshape", (channels, multiplier, kh, kw)),
+            _call("transpose", (2, 3, 0, 1)),
+        ]
 
 
 @dataclass(frozen=True)
@@ -249,11 +253,13 @@ class Unflatten(Transform):
         self._check(shape)
         return shape
 
-    def render(self, expr: str, out_shape: Shape) -> str:
+    def links(self, out_shape: Shape) -> list[str]:
         rank = len(self.dims)
-        unflattened = _call(expr, "reshape", (out_shape[0], *self.dims))
-        channels_last = _call(unflattened, "transpose", (0, *range(2, rank + 1), 1))
-        return _call(channels_last, "reshape", out_shape)
+        return [
+            _call("reshape", (out_shape[0], *self.dims)),  # (out, C, H, W)
+            _call("transpose", (0, *range(2, rank + 1), 1)),  # (out, H, W, C)
+            _call("reshape", out_shape),  # (out, H*W*C)
+        ]
 
     def describe(self) -> str:
         return f"unflatten {list(self.dims)}"

@@ -288,10 +288,9 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("conv25_bn/moving_variance", sd["features.26.running_var"])
     # fc1: Dense <- classifier.0 (spec line 38)
     # kernel: unflatten [512, 7, 7], transpose (spec line 44)
-    assign(
-        "fc1/kernel",
-        sd["classifier.0.weight"].reshape(4096, 512, 7, 7).transpose(0, 2, 3, 1).reshape(4096, 25088).T,
-    )
+    value = sd["classifier.0.weight"].reshape(4096, 512, 7, 7).transpose(0, 2, 3, 1)
+    value = value.reshape(4096, 25088).T
+    assign("fc1/kernel", value)
     assign("fc1/bias", sd["classifier.0.bias"])
     # fc2: Dense <- classifier.3 (spec line 47)
     assign("fc2/kernel", sd["classifier.3.weight"].T)

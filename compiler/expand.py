@@ -7,7 +7,8 @@ A block is a parametrised sub-graph defined once under `blocks:`. Each use in
 - `$param` values anywhere in a layer's `args` or `when` take the instance's
   value (no expressions: a derived value is one more parameter);
 - a layer whose `when` is false is left out, and whatever read it reads its
-  input instead (an omitted downsample path becomes the identity shortcut);
+  (first) input instead: an omitted downsample path becomes the identity
+  shortcut, an omitted residual Add([main, input]) the main path;
 - `input` inside a block is what the instance is fed.
 
 Every flat layer keeps the spec location it came from, plus, for block layers,
@@ -222,14 +223,6 @@ class _Expander:
                     locs.append(layer_loc + ("inputs", i))
                 names, locs = tuple(names), tuple(locs)
             if layer.when is False:
-                if len(names) != 1:
-                    self.report(
-                        layer_loc + ("when",),
-                        errors.GRAPH,
-                        "only a single-input layer can be left out",
-                        context,
-                    )
-                    return None
                 local[layer.name] = previous = names[0]  # reads pass through
                 continue
             if layer.when is not True:

@@ -16,7 +16,7 @@ import yaml
 from compiler import parity
 from tests.conftest import GENERATED, SPECS
 
-MODELS = ["resnet18", "resnet50", "vgg11_bn"]
+MODELS = ["resnet18", "resnet50", "vgg11_bn", "squeezenet1_1", "mobilenet_v2"]
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -110,6 +110,8 @@ def torch_output(model: nn.Module, torch_layout_input: np.ndarray) -> np.ndarray
 
 def keras_output(keras_model, torch_layout_input: np.ndarray) -> np.ndarray:
     """Run Keras on the same input, laid out channels-last; output back in PyTorch layout."""
+    import keras
+
     result = keras_model(channels_last(torch_layout_input), training=False)
-    result = np.asarray(result)
+    result = keras.ops.convert_to_numpy(result)  # any backend's tensor
     return np.moveaxis(result, -1, 1) if result.ndim >= 3 else result

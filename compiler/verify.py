@@ -568,6 +568,8 @@ def _run_keras(keras_model, module, arrays, paired) -> dict[str, np.ndarray]:
         raise VerifyError(
             f"the Keras model failed: {type(exc).__name__}: {exc}"
         ) from exc
+    if len(wanted) == 1:  # Keras unwraps a one-element list of outputs
+        results = [results]
     return {
         name: keras.ops.convert_to_numpy(value) for name, value in zip(wanted, results)
     }

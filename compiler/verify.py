@@ -24,7 +24,7 @@ import types
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
@@ -374,9 +374,8 @@ def random_inputs(
             values = rng.standard_normal(shape, dtype=np.float32)
             if dtype == "float16":
                 values = values.astype(np.float16)
-            elif (
-                dtype == "bfloat16"
-            ):  # round to bfloat16 so both sides see these values
+            elif dtype == "bfloat16":
+                # numpy has no bfloat16: round here, so both sides get these values.
                 values = torch.from_numpy(values).bfloat16().float().numpy()
         arrays.append(values)
     return arrays
@@ -438,9 +437,23 @@ def verify(
     ids = (ids or id_range(torch_model)) if integer else None
     arrays = random_inputs(module, shapes, seed, ids or 0)
 
-    torch_outputs, recorder = _run_torch(torch_model, module, arrays, paired)
+    torch_result, recorder = _run_torch(torch_model, module, arrays, paired)
     keras_values = _run_keras(keras_model, module, arrays, paired)
+    rows = [
+        *_layer_rows(paired, recorder, keras_values, spec, atol, rtol),
+        *_output_rows(module, torch_result, keras_values, atol, rtol),
+    ]
+    infos = tuple(
+        InputInfo(i.name, i.dtype, shape, torch_layout(shape))
+        for i, shape in zip(module.inputs, shapes)
+    )
+    return Report(
+        spec, factory, str(checkpoint), infos, seed, ids, atol, rtol, tuple(rows)
+    )
 
+
+def _layer_rows(paired, recorder, keras_values, spec, atol, rtol) -> list[Row]:
+    """One row per paired layer, in graph order."""
     rows = []
     for layer in paired:
         line = f"{spec}:{layer.line}"
@@ -453,53 +466,51 @@ def verify(
             note = f"PyTorch module returns a {type(output).__name__}, not a tensor"
             rows.append(_skip(layer.name, layer.torch, line, note))
         else:
+            torch_out, keras_out = _numpy(output), keras_values[layer.name]
             row = _row(
-                "layer",
-                layer.name,
-                layer.torch,
-                line,
-                _numpy(output),
-                keras_values[layer.name],
-                atol,
-                rtol,
+                "layer", layer.name, layer.torch, line, torch_out, keras_out, atol, rtol
             )
             if calls > 1:  # a module reused in forward(): only its last call is kept
                 note = f"called {calls} times in forward(); compared the last call"
-                row = _with_note(row, note)
+                row = replace(row, note="; ".join(n for n in (row.note, note) if n))
             rows.append(row)
+    return rows
 
+
+def _output_rows(module, torch_result, keras_values, atol, rtol) -> list[Row]:
+    """One row per spec output, against forward()'s tensor or tuple, by position."""
     lines = {layer.name: layer.line for layer in module.layers}
     lines.update({i.name: i.line for i in module.inputs})
+    single = isinstance(torch_result, torch.Tensor)
+    if single:
+        results = [torch_result]
+    elif isinstance(torch_result, (tuple, list)):
+        results = list(torch_result)
+    else:
+        results = []
+    rows = []
     for index, name in enumerate(module.outputs):
-        label = "forward()" if len(module.outputs) == 1 else f"forward()[{index}]"
-        line = f"{spec}:{lines[name]}"
-        if torch_outputs is None or index >= len(torch_outputs):
-            note = f"forward() returned {_describe(torch_outputs)}; "
-            note += f"the spec has {len(module.outputs)} output(s)"
+        label = "forward()" if single else f"forward()[{index}]"
+        line = f"{module.spec_path}:{lines[name]}"
+        result = results[index] if index < len(results) else None
+        if not isinstance(result, torch.Tensor):
+            note = f"forward() returned {_describe(torch_result)}, not a tensor here"
             rows.append(
                 Row("output", name, label, line, "FAIL", None, None, None, note)
             )
-            continue
-        rows.append(
-            _row(
+        else:
+            row = _row(
                 "output",
                 name,
                 label,
                 line,
-                torch_outputs[index],
+                _numpy(result),
                 keras_values[name],
                 atol,
                 rtol,
             )
-        )
-
-    infos = tuple(
-        InputInfo(i.name, i.dtype, shape, torch_layout(shape))
-        for i, shape in zip(module.inputs, shapes)
-    )
-    return Report(
-        spec, factory, str(checkpoint), infos, seed, ids, atol, rtol, tuple(rows)
-    )
+            rows.append(row)
+    return rows
 
 
 def _has_module(model: nn.Module, path: str) -> bool:
@@ -514,14 +525,10 @@ def _skip(keras_name, torch_name, line, note) -> Row:
     return Row("layer", keras_name, torch_name, line, "skip", None, None, None, note)
 
 
-def _with_note(row: Row, note: str) -> Row:
-    return Row(**{**asdict(row), "note": "; ".join(n for n in (row.note, note) if n)})
-
-
-def _describe(outputs) -> str:
-    if outputs is None:
-        return "something that is not a tensor, tuple or list"
-    return f"{len(outputs)} tensor(s)"
+def _describe(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"a {type(value).__name__}"
 
 
 def _run_torch(torch_model, module, arrays, paired):
@@ -538,15 +545,7 @@ def _run_torch(torch_model, module, arrays, paired):
         ) from exc
     finally:
         recorder.remove()
-    if isinstance(result, torch.Tensor):
-        outputs = [_numpy(result)]
-    elif isinstance(result, (tuple, list)) and all(
-        isinstance(r, torch.Tensor) for r in result
-    ):
-        outputs = [_numpy(r) for r in result]
-    else:
-        outputs = None
-    return outputs, recorder
+    return result, recorder
 
 
 def _run_keras(keras_model, module, arrays, paired) -> dict[str, np.ndarray]:

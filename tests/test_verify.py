@@ -118,6 +118,35 @@ class CatTwo(nn.Module):
         return torch.cat([x, a], dim=-1)
 
 
+class TwoHeads(nn.Module):
+    def forward(self, x):
+        return torch.sigmoid(x), torch.relu(x)
+
+
+def test_several_outputs_are_compared_by_position(tmp_path, capsys):
+    text = (
+        "spec: 1\nname: heads\nsource:\n  model: tests.test_verify:TwoHeads\n"
+        "inputs:\n  x: {shape: [4]}\n"
+        "layers:\n"
+        "  - {name: r, keras: ReLU, inputs: [x]}\n"
+        "  - {name: s, keras: Activation, args: {activation: sigmoid}, inputs: [x]}\n"
+        "outputs: [OUTPUTS]\n"
+    )
+    checkpoint = parity.save_checkpoint(TwoHeads(), tmp_path / "empty.pt")
+    spec = _project(tmp_path, "heads", text.replace("OUTPUTS", "s, r"))
+    status, out, err = _verify(capsys, spec, "--checkpoint", checkpoint)
+    assert status == 0, out + err
+    assert [row[:3] for row in _table_rows(out)] == [
+        ["s", "(output)", "forward()[0]"],
+        ["r", "(output)", "forward()[1]"],
+    ]
+    # Swapped in the spec: both outputs are compared against the wrong head.
+    spec = _project(tmp_path, "heads", text.replace("OUTPUTS", "r, s"))
+    status, out, err = _verify(capsys, spec, "--checkpoint", checkpoint)
+    assert status == 1
+    assert [row[-1] for row in _table_rows(out)] == ["FAIL", "FAIL"]
+
+
 # --- failing: the first divergence is named --------------------------------------
 
 

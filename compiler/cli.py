@@ -1,6 +1,7 @@
 """The `torch2keras` command line.
 
-Exit codes: 0 ok, 1 findings (spec errors, drift), 2 usage errors.
+Exit codes: 0 ok, 1 findings (spec errors, drift, a verify divergence), 2 usage
+errors.
 Diagnostics go to stderr as `path:line:col: error[CODE]: message`.
 """
 

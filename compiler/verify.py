@@ -172,9 +172,10 @@ def _in_torch_layout(torch_out: np.ndarray, keras_out: np.ndarray):
             return keras_out, "same layout on both sides (channels last)"
     elif keras_out.shape == torch_out.shape:
         return keras_out, ""
+    layout = " (channels last)" if keras_out.ndim >= 3 else ""
     return None, (
         f"shapes differ: PyTorch {tuple(torch_out.shape)}, "
-        f"Keras {tuple(keras_out.shape)} (channels last)"
+        f"Keras {tuple(keras_out.shape)}{layout}"
     )
 
 

@@ -1,6 +1,7 @@
 """The `torch2keras` command line.
 
-Exit codes: 0 ok, 1 findings (spec errors, drift), 2 usage errors.
+Exit codes: 0 ok, 1 findings (spec errors, drift, a verify divergence), 2 usage
+errors.
 Diagnostics go to stderr as `path:line:col: error[CODE]: message`.
 """
 
@@ -136,6 +137,52 @@ def cmd_validate(args) -> int:
     return status
 
 
+def cmd_verify(args) -> int:
+    # Imported here: verify loads torch and keras, which compiling never needs.
+    from . import verify
+
+    return verify.main(args)
+
+
+def cmd_inspect(args) -> int:
+    from . import inspect_checkpoint
+
+    return inspect_checkpoint.main(args)
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    """'2,3,32,32' -> (2, 3, 32, 32)."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(size <= 0 for size in shape):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a shape like 2,3,32,32 (positive sizes, batch first)"
+        )
+    return shape
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def cmd_schema(args) -> int:
     from .schema import json_schema
 
@@ -178,6 +225,74 @@ def parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("specs", nargs="+", help="spec files or folders of specs")
     validate.set_defaults(run=cmd_validate)
+
+    verify = commands.add_parser(
+        "verify",
+        help="run PyTorch and the generated Keras model on the same input, "
+        "compare every paired layer",
+        description="Compile SPEC in memory, load CHECKPOINT into both the PyTorch "
+        "model and the generated Keras model, run both on the same seeded random "
+        "input, and compare the final outputs and every layer paired with a "
+        "PyTorch module (torch: PATH). A comparison passes when max abs err <= "
+        "ATOL + RTOL * max |pytorch output|; NaN/Inf on one side only fails. "
+        "Exit 0 when all pass, 1 on a divergence or spec error, 2 on usage errors.",
+    )
+    verify.add_argument("spec", help="the spec file")
+    verify.add_argument(
+        "--checkpoint",
+        required=True,
+        help="PyTorch state dict: .safetensors, .pt/.pth/.bin or .npz",
+    )
+    verify.add_argument(
+        "--model",
+        help="PyTorch model as package.module:callable (default: source.model)",
+    )
+    verify.add_argument(
+        "--input-shape",
+        type=_shape,
+        action="append",
+        metavar="N,C,H,W",
+        help="PyTorch-layout input shape with batch; repeat once per spec input, "
+        "in order (default: the spec's shape with batch 2)",
+    )
+    verify.add_argument(
+        "--atol",
+        type=_non_negative,
+        default=1e-5,
+        help="absolute tolerance (default: %(default)g)",
+    )
+    verify.add_argument(
+        "--rtol",
+        type=_non_negative,
+        default=1e-4,
+        help="tolerance relative to max |pytorch output| (default: %(default)g)",
+    )
+    verify.add_argument(
+        "--seed", type=int, default=0, help="input seed (default: %(default)s)"
+    )
+    verify.add_argument(
+        "--id-range",
+        type=_positive_int,
+        metavar="N",
+        help="integer inputs get ids in [0, N) (default: the smallest nn.Embedding's "
+        "num_embeddings, or 10 without one)",
+    )
+    verify.add_argument(
+        "--json", metavar="REPORT", help="also write the report as JSON"
+    )
+    verify.set_defaults(run=cmd_verify)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="list a checkpoint's keys, shapes, dtypes and parameter counts",
+        description="List every tensor in a .safetensors (read from its header "
+        "alone), .pt/.pth/.bin or .npz checkpoint, sorted by key.",
+    )
+    inspect.add_argument("checkpoint", help=".safetensors, .pt/.pth/.bin or .npz")
+    inspect.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table"
+    )
+    inspect.set_defaults(run=cmd_inspect)
 
     schema = commands.add_parser("schema", help="print the spec language's JSON Schema")
     schema.set_defaults(run=cmd_schema)

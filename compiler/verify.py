@@ -172,6 +172,11 @@ def _in_torch_layout(torch_out: np.ndarray, keras_out: np.ndarray):
             return keras_out, "same layout on both sides (channels last)"
     elif keras_out.shape == torch_out.shape:
         return keras_out, ""
+    if torch_out.ndim == 4 and torch_out.shape[2:] == (1, 1):
+        # AdaptiveAvgPool2d(1) keeps (N, C, 1, 1) where GlobalAveragePooling2D
+        # gives (N, C): the same numbers.
+        if keras_out.shape == torch_out.shape[:2]:
+            return keras_out.reshape(torch_out.shape), "PyTorch keeps 1x1 spatial axes"
     layout = " (channels last)" if keras_out.ndim >= 3 else ""
     return None, (
         f"shapes differ: PyTorch {tuple(torch_out.shape)}, "

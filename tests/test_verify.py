@@ -86,6 +86,25 @@ def test_verify_passes_on_seed_specs_and_lists_every_paired_layer(
     )
 
 
+def test_verify_passes_on_resnet18_with_nothing_skipped(tmp_path, capsys):
+    """Blocks, custom pooling, and AdaptiveAvgPool2d's (N, C, 1, 1) vs (N, C)."""
+    checkpoint = _checkpoint("torchvision.models:resnet18", tmp_path / "r18.pt")
+    status, out, err = _verify(
+        capsys,
+        SPECS / "resnet18.yaml",
+        "--checkpoint",
+        checkpoint,
+        "--input-shape",
+        "1,3,224,224",
+    )
+    assert status == 0, out + err
+    rows = _table_rows(out)
+    assert [row[-1] for row in rows] == ["ok"] * len(rows)
+    assert ["layer4_1_bn2", "layer4.1.bn2", "specs/resnet18.yaml:22"] in [
+        row[:3] for row in rows
+    ]
+
+
 def test_verify_feeds_several_inputs_in_spec_order(tmp_path, capsys):
     # "x" before "a": Keras orders a dict of inputs by name, PyTorch by position.
     spec = _project(

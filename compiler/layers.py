@@ -87,6 +87,15 @@ def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
+def _sides(value) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Keras's padding/cropping forms -> ((top, bottom), (left, right))."""
+    if isinstance(value, int):
+        return ((value, value), (value, value))
+    if isinstance(value[0], int):
+        return ((value[0], value[0]), (value[1], value[1]))
+    return tuple(value)
+
+
 def _window_out(
     size: int, window: int, stride: int, padding: str, dilation: int = 1
 ) -> int:
@@ -277,6 +286,50 @@ class DepthwiseConv2D(_Conv):
         return slots
 
 
+class Conv2DTransposeArgs(Args):
+    filters: PositiveInt
+    kernel_size: IntOrPair
+    strides: IntOrPair = 1
+    padding: Padding = "valid"
+    output_padding: NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] | None = None
+    activation: Activation | None = None
+    use_bias: StrictBool = True
+
+
+class Conv2DTranspose(LayerType):
+    """PyTorch ConvTranspose2d. Its `padding=p` crops p from each side of the
+    full output: use padding "valid" (+ output_padding) here, then Cropping2D."""
+
+    keras = "Conv2DTranspose"
+    Args = Conv2DTransposeArgs
+    # PyTorch (in, out, kh, kw) -> Keras (kh, kw, out, in): conv_kernel's permutation.
+    default_rule = {"kernel": ("weight", (ConvKernel(),)), "bias": ("bias", ())}
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, 3, cls.keras, "height, width, channels")
+        kernel, strides = _pair(args.kernel_size), _pair(args.strides)
+        extra = (0, 0) if args.output_padding is None else _pair(args.output_padding)
+        if any(e >= s for e, s in zip(extra, strides)):
+            raise ShapeError("output_padding must be smaller than the stride")
+        if args.padding == "same":
+            spatial = tuple(n * s for n, s in zip(shape[:2], strides))
+        else:
+            spatial = tuple(
+                (n - 1) * s + k for n, s, k in zip(shape[:2], strides, kernel)
+            )
+        spatial = tuple(n + e for n, e in zip(spatial, extra))
+        return (*spatial, args.filters)
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        slots = {"kernel": (*_pair(args.kernel_size), args.filters, inputs[0][-1])}
+        if args.use_bias:
+            slots["bias"] = (args.filters,)
+        return slots
+
+
 class BatchNormalizationArgs(Args):
     # PyTorch's defaults, not Keras's (epsilon 1e-3, momentum 0.99).
     # Keras momentum is 1 - PyTorch momentum.
@@ -431,12 +484,36 @@ class ZeroPadding2D(LayerType):
     def output_shape(cls, args, inputs):
         shape = inputs[0]
         _rank(shape, 3, cls.keras, "height, width, channels")
-        pad = args.padding
-        if isinstance(pad, int):
-            pad = ((pad, pad), (pad, pad))
-        elif isinstance(pad[0], int):
-            pad = ((pad[0], pad[0]), (pad[1], pad[1]))
+        pad = _sides(args.padding)
         return (shape[0] + sum(pad[0]), shape[1] + sum(pad[1]), shape[2])
+
+
+class Cropping2DArgs(Args):
+    # ((top, bottom), (left, right)), or one int / (vertical, horizontal) pair.
+    cropping: (
+        NonNegativeInt
+        | tuple[NonNegativeInt, NonNegativeInt]
+        | tuple[
+            tuple[NonNegativeInt, NonNegativeInt],
+            tuple[NonNegativeInt, NonNegativeInt],
+        ]
+    ) = 0
+
+
+class Cropping2D(LayerType):
+    keras = "Cropping2D"
+    Args = Cropping2DArgs
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, 3, cls.keras, "height, width, channels")
+        crop = _sides(args.cropping)
+        height = shape[0] - sum(crop[0])
+        width = shape[1] - sum(crop[1])
+        if height <= 0 or width <= 0:
+            raise ShapeError(f"cropping {args.cropping} leaves nothing of {shape}")
+        return (height, width, shape[2])
 
 
 class _Merge(LayerType):
@@ -644,6 +721,8 @@ LAYER_TYPES: dict[str, type[LayerType]] = {
         GlobalAveragePooling2D,
         GlobalMaxPooling2D,
         ZeroPadding2D,
+        Cropping2D,
+        Conv2DTranspose,
         Add,
         Multiply,
         Concatenate,

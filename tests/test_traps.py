@@ -286,3 +286,40 @@ def test_dropout_is_identity_at_inference(tmp_path):
     )
     assert result.error <= EXACT
     np.testing.assert_array_less(0.1, np.abs(result.expected).max())
+
+
+def test_transposed_convolution_padding_crops_the_output(tmp_path):
+    """ConvTranspose2d(padding=1) crops 1 from each side of the full output."""
+    model = nn.Sequential(nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1))
+    result = compare(
+        tmp_path,
+        spec(
+            (5, 5, 4),
+            """\
+          - {name: up, keras: Conv2DTranspose, torch: '0', args: {filters: 3, kernel_size: 4, strides: 2}}
+                  - {name: out, keras: Cropping2D, args: {cropping: 1}}""",
+        ),
+        model,
+        (2, 4, 5, 5),
+    )
+    assert result.actual.shape == result.expected.shape == (2, 3, 10, 10)
+    assert result.error <= EXACT
+
+
+def test_transposed_convolution_output_padding(tmp_path):
+    model = nn.Sequential(
+        nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1)
+    )
+    result = compare(
+        tmp_path,
+        spec(
+            (5, 5, 4),
+            """\
+          - {name: up, keras: Conv2DTranspose, torch: '0', args: {filters: 3, kernel_size: 3, strides: 2, output_padding: 1}}
+                  - {name: out, keras: Cropping2D, args: {cropping: 1}}""",
+        ),
+        model,
+        (2, 4, 5, 5),
+    )
+    assert result.actual.shape == result.expected.shape == (2, 3, 10, 10)
+    assert result.error <= EXACT

@@ -20,8 +20,8 @@ import numpy as np
 
 SPEC = "specs/resnet18.yaml"
 
-# Every PyTorch key the model reads: its expected shape, the Keras weight it
-# fills and the spec line that maps it.
+# Every PyTorch key the model reads: its expected shape (None where a reshape
+# leaves it open), the Keras weight it fills and the spec line that maps it.
 SOURCES = {
     "conv1.weight": ((64, 3, 7, 7), "conv1/kernel", 31),
     "bn1.weight": ((64,), "bn1/gamma", 32),
@@ -758,7 +758,7 @@ def _check_state_dict(state_dict) -> None:
     for key, (shape, target, line) in SOURCES.items():
         if key not in state_dict:
             problems.append(f"missing key {key!r} for {target} ({SPEC}:{line})")
-        elif tuple(state_dict[key].shape) != shape:
+        elif shape is not None and tuple(state_dict[key].shape) != shape:
             problems.append(
                 f"key {key!r} for {target} has shape {tuple(state_dict[key].shape)}, "
                 f"expected {shape} ({SPEC}:{line})"

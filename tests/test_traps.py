@@ -323,3 +323,26 @@ def test_transposed_convolution_output_padding(tmp_path):
     )
     assert result.actual.shape == result.expected.shape == (2, 3, 10, 10)
     assert result.error <= EXACT
+
+
+def test_reshape_leaves_the_pytorch_shape_open(tmp_path):
+    """After a reshape the compiler cannot know the PyTorch shape: the loader
+    checks the element count through the reshape itself, not a fixed shape."""
+    model = nn.Sequential(nn.Linear(4, 8))
+    result = compare(
+        tmp_path,
+        spec(
+            (4,),
+            """\
+          - name: out
+                    keras: Dense
+                    torch: '0'
+                    args: {units: 8}
+                    weights:
+                      kernel: {from: 0.weight, transform: [{reshape: [8, 4]}, transpose]}""",
+        ),
+        model,
+        (3, 4),
+    )
+    assert '"0.weight": (None, "out/kernel"' in result.generated.source
+    assert result.error <= EXACT

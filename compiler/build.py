@@ -72,6 +72,7 @@ def generate(spec_path: str | Path, output_path: str | Path | None = None) -> Ge
         spec_path=shown_spec,
         spec_sha256=hashlib.sha256(doc.text).hexdigest(),
         regenerate=regenerate,
+        allow_lossy_cast=spec.allow_lossy_cast,
     )
     source = render.render(module)
     try:

@@ -204,6 +204,7 @@ def render(module: ir.Module) -> str:
         docstring=_docstring(module),
         sources=_source_lines(module),
         ignored=module.ignored_keys,
+        allow_lossy_cast=module.allow_lossy_cast,
         build_lines=_build_lines(module),
         load_lines=_load_lines(module),
     )

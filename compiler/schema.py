@@ -202,6 +202,11 @@ class Spec(Strict):
     ignore: list[TorchPath] = Field(
         default_factory=list, description="PyTorch keys deliberately left unused"
     )
+    allow_lossy_cast: Annotated[bool, Field(strict=True)] = Field(
+        default=False,
+        description="let the generated loader cast weights whose values change "
+        "(float64 -> float32) or whose kind differs (int -> float)",
+    )
 
 
 # --- pydantic errors -> diagnostics ----------------------------------------

@@ -206,3 +206,12 @@ def test_a_refused_module_is_an_internal_error_and_nothing_is_written(
     )
     assert output.read_bytes() == before
     assert sorted(p.name for p in output.parent.iterdir()) == ["seed_linear.py"]
+
+
+def test_raw_bidi_character_in_the_spec_file_is_refused(project):
+    """The YAML reader lets a raw U+202E through (it is printable to YAML); the
+    schema does not."""
+    errors = _errors(_spec(project, "summary: Fine \u202e,enif ton\n"))
+    assert len(errors) == 1
+    assert "error[E202]: contains U+202E (RIGHT-TO-LEFT OVERRIDE)" in errors[0]
+    assert errors[0].isprintable()

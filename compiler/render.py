@@ -7,10 +7,10 @@ compiler needs no formatter at run time and the result is byte-for-byte stable.
 
 Every string from a spec reaches the output in one of three ways, and no other:
 - through `py()`, as a Python literal;
-- as an identifier pasted into code, checked again here by `name()` (the schema
-  validated it first; this catches a resolver that forgets to);
-- inside the docstring or a comment, through `text()`/`comment()`, which escape
-  anything that could end the docstring or the comment line.
+- as an identifier pasted into code, checked again here by `identifier()` (the
+  schema validated it first; this catches a resolver that forgets to);
+- inside the docstring or a comment, through `docstring_text()`/`comment()`,
+  which escape anything that could end the docstring or the comment line.
 build.py then parses the result and refuses anything the template would not
 produce, so a bug here becomes an internal error, not code in someone's repo.
 """

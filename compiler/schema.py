@@ -111,7 +111,8 @@ class SourceSpec(Strict):
     """Where verify and scaffold find the PyTorch model."""
 
     model: Annotated[str, Field(strict=True), AfterValidator(_factory)] = Field(
-        description="PyTorch model factory as 'package.module:callable'"
+        description="PyTorch model factory as 'package.module:callable'",
+        json_schema_extra={"pattern": f"^{_FACTORY.pattern}$"},
     )
 
 

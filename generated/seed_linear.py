@@ -151,6 +151,9 @@ _SAFETENSORS_DTYPES = {
 }
 
 
+_MAX_SAFETENSORS_HEADER = 100 * 2**20
+
+
 def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """Parse a .safetensors file with numpy alone, checking its header first.
 
@@ -168,6 +171,8 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
             f"the header claims {size} bytes but only {len(data) - 8} follow "
             "(truncated?)",
         )
+    if size > _MAX_SAFETENSORS_HEADER:  # the safetensors library's own limit
+        raise _corrupt(path, f"a {size}-byte header is not a safetensors header")
     try:
         header = json.loads(bytes(data[8 : 8 + size]), object_pairs_hook=_unique)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:

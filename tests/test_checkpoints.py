@@ -224,6 +224,18 @@ CORRUPT = {
 }
 
 
+def test_oversized_safetensors_header_is_refused(seed_linear, tmp_path, monkeypatch):
+    monkeypatch.setattr(seed_linear, "_MAX_SAFETENSORS_HEADER", 16)
+    path = tmp_path / "big.safetensors"
+    path.write_bytes(VALID)
+    with pytest.raises(seed_linear.WeightLoadError) as caught:
+        seed_linear.read_checkpoint(path)
+    header = len(VALID) - 8 - 8
+    assert str(caught.value) == (
+        f"{path}: corrupt checkpoint: a {header}-byte header is not a safetensors header"
+    )
+
+
 @pytest.mark.parametrize("case", CORRUPT, ids=CORRUPT.keys())
 def test_corrupt_safetensors_is_named(seed_linear, tmp_path, case):
     content, reason = CORRUPT[case]

@@ -214,7 +214,7 @@ def project():
 
 @pytest.mark.parametrize("field", FIELDS)
 @settings(
-    max_examples=120,
+    max_examples=80,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -70,9 +70,16 @@ def cmd_compile(args) -> int:
             status = EXIT_FINDINGS  # the previous generated file stays untouched
             continue
         _warn(generated)
-        changed = write.write_atomic(generated.output_path, generated.source)
-        verb = "wrote" if changed else "unchanged"
-        print(f"{verb} {_shown(generated.output_path)}")
+        shown = _shown(generated.output_path)
+        try:
+            changed = write.write_atomic(generated.output_path, generated.source)
+        except OSError as exc:  # the previous file, if any, is still whole
+            print(
+                f"{shown}: error: cannot write: {exc.strerror or exc}", file=sys.stderr
+            )
+            status = EXIT_FINDINGS
+            continue
+        print(f"{'wrote' if changed else 'unchanged'} {shown}")
     return status
 
 

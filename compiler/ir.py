@@ -60,3 +60,5 @@ class Module:
     outputs: tuple[str, ...]
     ignored_keys: tuple[str, ...]  # sorted
     regenerate: str  # the command that rewrites the generated module
+    # Whether the generated loader may cast weights with loss (spec: allow_lossy_cast).
+    allow_lossy_cast: bool = False

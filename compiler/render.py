@@ -5,12 +5,20 @@ turns IR values into Python literals and statements. Output is already in
 `ruff format` style (88 columns, double quotes, magic trailing commas), so the
 compiler needs no formatter at run time and the result is byte-for-byte stable.
 
-Every string from a spec reaches the output through `py()` (a Python literal)
-or is a validated identifier; nothing is pasted into code unquoted.
+Every string from a spec reaches the output in one of three ways, and no other:
+- through `py()`, as a Python literal;
+- as an identifier pasted into code, checked again here by `identifier()` (the
+  schema validated it first; this catches a resolver that forgets to);
+- inside the docstring or a comment, through `docstring_text()`/`comment()`,
+  which escape anything that could end the docstring or the comment line.
+build.py then parses the result and refuses anything the template would not
+produce, so a bug here becomes an internal error, not code in someone's repo.
 """
 
 from __future__ import annotations
 
+import keyword
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +38,11 @@ def py(value: Any) -> str:
         return _string(value)
     if isinstance(value, bool) or value is None:
         return repr(value)
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return repr(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):  # repr gives `inf`/`nan`: names, not literals
+            raise ValueError(f"no literal for the non-finite float {value!r}")
         return repr(value)
     if isinstance(value, tuple):
         if len(value) == 1:
@@ -51,6 +63,30 @@ def _string(text: str) -> str:
     return body
 
 
+def identifier(value: str) -> str:
+    """`value`, if it is safe to paste into code as a name; ValueError otherwise."""
+    if not (value.isascii() and value.isidentifier()) or keyword.iskeyword(value):
+        raise ValueError(f"{value!r} is not a valid Python name")
+    return value
+
+
+def _escape(ch: str) -> str:
+    """A printable character as itself, any other as its backslash escape."""
+    return ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+
+
+def comment(value: str) -> str:
+    """`value` for a `#` comment: line breaks and control or bidi characters are
+    escaped, so the text can neither end the comment line nor display reordered."""
+    return "".join(_escape(ch) for ch in value)
+
+
+def docstring_text(value: str) -> str:
+    """`value` for the inside of the module docstring, whose value is then
+    exactly `value`: quotes and backslashes are escaped, so they cannot end it."""
+    return "".join("\\" + ch if ch in '"\\' else _escape(ch) for ch in value)
+
+
 def fit(indent: int, head: str, items: list[str], tail: str) -> list[str]:
     """`head item, item tail` on one line if it fits, else one item per line.
 
@@ -66,22 +102,23 @@ def fit(indent: int, head: str, items: list[str], tail: str) -> list[str]:
 
 def _docstring(module: ir.Module) -> str:
     title = f"{module.name}: {module.summary}" if module.summary else module.name
-    title = title.replace("\\", "\\\\").replace('"', '\\"')
     lines = [
-        f'"""{title}',
+        f'"""{docstring_text(title)}',
         "",
         "build_model() builds the Keras model, load_weights() fills it from a PyTorch",
         "state dict, convert() does both from a checkpoint file; run this file with a",
         "checkpoint and -o model.keras to save the converted model.",
     ]
     if module.source_model:
-        lines.append(f"PyTorch reference model: {module.source_model}")
+        lines.append(f"PyTorch reference model: {docstring_text(module.source_model)}")
     lines.append('"""')
     return "\n".join(lines)
 
 
 def _call_args(args: tuple[tuple[str, Any], ...], name: str) -> list[str]:
-    return [f"{key}={py(value)}" for key, value in args] + [f"name={py(name)}"]
+    return [f"{identifier(key)}={py(value)}" for key, value in args] + [
+        f"name={py(name)}"
+    ]
 
 
 def _build_lines(module: ir.Module) -> list[str]:
@@ -89,7 +126,7 @@ def _build_lines(module: ir.Module) -> list[str]:
     for spec_input in module.inputs:
         lines += fit(
             1,
-            f"{spec_input.name} = keras.Input(",
+            f"{identifier(spec_input.name)} = keras.Input(",
             [
                 f"shape={py(spec_input.shape)}",
                 f"dtype={py(spec_input.dtype)}",
@@ -98,26 +135,24 @@ def _build_lines(module: ir.Module) -> list[str]:
             ")",
         )
     for layer in module.layers:
-        feed = (
-            layer.inputs[0]
-            if len(layer.inputs) == 1
-            else f"[{', '.join(layer.inputs)}]"
-        )
+        names = [identifier(n) for n in layer.inputs]
+        feed = names[0] if len(names) == 1 else f"[{', '.join(names)}]"
         if LAYER_TYPES[layer.keras].custom:
-            layer_class = layer.keras  # defined in the generated module itself
+            # Defined in the generated module itself (templates/layers/).
+            layer_class = identifier(layer.keras)
         else:
-            layer_class = f"keras.layers.{layer.keras}"
+            layer_class = f"keras.layers.{identifier(layer.keras)}"
         lines += fit(
             1,
-            f"{layer.name} = {layer_class}(",
+            f"{identifier(layer.name)} = {layer_class}(",
             _call_args(layer.args, layer.name),
             f")({feed})",
         )
 
     def structure(names: tuple[str, ...]) -> str:
         if len(names) == 1:
-            return names[0]
-        return "{" + ", ".join(f"{py(n)}: {n}" for n in names) + "}"
+            return identifier(names[0])
+        return "{" + ", ".join(f"{py(n)}: {identifier(n)}" for n in names) + "}"
 
     lines += fit(
         1,
@@ -164,12 +199,16 @@ def _load_lines(module: ir.Module) -> list[str]:
             continue
         paired = f" <- {layer.torch}" if layer.torch else ""
         lines.append(
-            f"{INDENT}# {layer.name}: {layer.keras}{paired} (spec line {layer.line})"
+            comment(
+                f"{INDENT}# {layer.name}: {layer.keras}{paired} (spec line {layer.line})"
+            )
         )
         for port in layer.weights:
             if port.explicit and port.transforms:
                 steps = ", ".join(t.describe() for t in port.transforms)
-                lines.append(f"{INDENT}# {port.slot}: {steps} (spec line {port.line})")
+                lines.append(
+                    comment(f"{INDENT}# {port.slot}: {steps} (spec line {port.line})")
+                )
             lines += _assign_lines(f"{layer.name}/{port.slot}", port)
     return lines
 
@@ -208,6 +247,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["py"] = py
+    env.filters["comment"] = comment
     return env
 
 
@@ -222,6 +262,7 @@ def render(module: ir.Module) -> str:
         docstring=_docstring(module),
         sources=_source_lines(module),
         ignored=module.ignored_keys,
+        allow_lossy_cast=module.allow_lossy_cast,
         build_lines=_build_lines(module),
         load_lines=_load_lines(module),
         custom_layers=sorted(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import unicodedata
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -76,9 +77,27 @@ def _torch_path(value: str) -> str:
     return value
 
 
+def _factory(value: str) -> str:
+    # fullmatch, not a pydantic `pattern`: that one only searches, and let text
+    # around a valid factory (newlines, quotes) through into the docstring.
+    if not _FACTORY.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a PyTorch model factory like 'package.module:callable'"
+        )
+    return value
+
+
 def _single_line(value: str) -> str:
-    if any(not ch.isprintable() for ch in value):
-        raise ValueError("must be one line of printable text")
+    # Line breaks, control and bidi-override characters (U+202E, ...) are not
+    # printable; in a docstring they could make the code read differently from
+    # what it does, so they are refused, not escaped.
+    for ch in value:
+        if not ch.isprintable():
+            name = unicodedata.name(ch, "a control character")
+            raise ValueError(
+                f"contains U+{ord(ch):04X} ({name}): a summary is one line of "
+                "printable text, without control or bidi characters"
+            )
     return value
 
 
@@ -103,8 +122,9 @@ class Strict(BaseModel):
 class SourceSpec(Strict):
     """Where verify and scaffold find the PyTorch model."""
 
-    model: Annotated[str, Field(strict=True, pattern=_FACTORY.pattern)] = Field(
-        description="PyTorch model factory as 'package.module:callable'"
+    model: Annotated[str, Field(strict=True), AfterValidator(_factory)] = Field(
+        description="PyTorch model factory as 'package.module:callable'",
+        json_schema_extra={"pattern": f"^{_FACTORY.pattern}$"},
     )
 
 
@@ -257,6 +277,11 @@ class Spec(Strict):
     outputs: list[Reference] = Field(min_length=1)
     ignore: list[TorchPath] = Field(
         default_factory=list, description="PyTorch keys deliberately left unused"
+    )
+    allow_lossy_cast: Annotated[bool, Field(strict=True)] = Field(
+        default=False,
+        description="let the generated loader cast weights whose values change "
+        "(float64 -> float32) or whose kind differs (int -> float)",
     )
 
 

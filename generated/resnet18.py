@@ -12,6 +12,8 @@ PyTorch reference model: torchvision.models:resnet18
 from __future__ import annotations
 
 import argparse
+import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -162,6 +164,10 @@ IGNORED = (
     "layer4.1.bn1.num_batches_tracked",
     "layer4.1.bn2.num_batches_tracked",
 )
+
+# Whether a weight may be cast to its Keras dtype when that changes its values
+# (float64 -> float32) or its kind (int -> float); the spec's allow_lossy_cast.
+ALLOW_LOSSY_CAST = False
 
 
 class WeightLoadError(ValueError):
@@ -536,8 +542,9 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     """Copy a PyTorch state dict (numpy arrays or CPU tensors) into `model`.
 
     Checks first that every key in SOURCES is present with its shape and that
-    every other key is in IGNORED; raises WeightLoadError listing every problem
-    before any weight is changed. Each Keras weight is then filled exactly once.
+    every other key is in IGNORED, then transforms and casts every weight; raises
+    WeightLoadError listing every problem before any weight is changed. Each Keras
+    weight is then filled exactly once.
     """
     _check_state_dict(state_dict)
     sd = _Arrays(state_dict)
@@ -698,26 +705,26 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
 
 
 def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a .safetensors, .pt/.pth/.bin (weights only) or .npz state dict."""
+    """Read a .safetensors, .pt/.pth/.bin or .npz state dict.
+
+    Reading a checkpoint never runs code from it: .pt files are unpickled with
+    torch's weights_only=True and nothing else, .npz files without pickle, and
+    .safetensors files are parsed here, every header entry checked first.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
-        return load_file(str(path))
+        return _read_safetensors(path)
     if suffix in (".pt", ".pth", ".bin"):
-        import torch
-
-        # weights_only=True: a checkpoint can never run code while loading.
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state_dict, Mapping):
-            raise WeightLoadError(
-                f"{path}: expected a state dict, got {type(state_dict)}"
-            )
-        return {key: _to_numpy(value) for key, value in state_dict.items()}
+        return _read_torch(path)
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return {key: archive[key] for key in archive.files}
+        except OSError:
+            raise
+        except Exception as exc:  # a broken zip, or pickled object arrays
+            raise WeightLoadError(f"{path}: cannot load checkpoint: {exc}") from exc
     raise WeightLoadError(f"{path}: unknown checkpoint format {suffix!r}")
 
 
@@ -728,13 +735,175 @@ def convert(checkpoint: str | Path) -> keras.Model:
     return model
 
 
+def _read_torch(path: Path) -> dict[str, np.ndarray]:
+    import torch
+
+    # weights_only=True, passed explicitly: torch's unpickler then builds only
+    # tensors and plain containers and refuses every other global, so the file
+    # cannot run code. An explicit True is not overridden by torch's
+    # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD. There is no fallback to an unsafe load.
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:
+        message = str(exc)
+        if "GLOBAL " in message:  # torch names the global it refused
+            name = message.split("GLOBAL ", 1)[1].split()[0]
+            raise WeightLoadError(
+                f"{path}: refused: loading it would call {name}, which a state dict "
+                "of tensors never needs (save model.state_dict(), or .safetensors)"
+            ) from None
+        first_line = message.strip().splitlines()[0] if message.strip() else ""
+        raise WeightLoadError(
+            f"{path}: cannot load checkpoint: {type(exc).__name__}: {first_line}"
+        ) from exc
+    if not isinstance(state_dict, Mapping):
+        raise WeightLoadError(
+            f"{path}: expected a state dict, got {type(state_dict).__name__}"
+        )
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise WeightLoadError(
+                f"{path}: {key!r} holds a {type(value).__name__}, not a tensor "
+                "(a training checkpoint? save model.state_dict() alone)"
+            )
+    return {key: _to_numpy(value) for key, value in state_dict.items()}
+
+
+# safetensors dtype -> numpy dtype as stored (little-endian). BF16 is read as
+# its raw 16 bits and widened to float32 (exactly) below: numpy has no bfloat16.
+_SAFETENSORS_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "BF16": "<u2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U16": "<u2",
+    "U8": "u1",
+    "BOOL": "?",
+}
+
+
+_MAX_SAFETENSORS_HEADER = 100 * 2**20
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Parse a .safetensors file with numpy alone, checking its header first.
+
+    The format: an 8-byte little-endian header size, a JSON header mapping each
+    tensor name to {dtype, shape, data_offsets: [begin, end]} (offsets into the
+    bytes after the header), then the data, every byte in exactly one tensor.
+    """
+    data = memoryview(path.read_bytes())
+    if len(data) < 8:
+        raise _corrupt(path, f"{len(data)} bytes, too short for a header")
+    size = int.from_bytes(data[:8], "little")
+    if size > len(data) - 8:
+        raise _corrupt(
+            path,
+            f"the header claims {size} bytes but only {len(data) - 8} follow "
+            "(truncated?)",
+        )
+    if size > _MAX_SAFETENSORS_HEADER:  # the safetensors library's own limit
+        raise _corrupt(path, f"a {size}-byte header is not a safetensors header")
+    try:
+        header = json.loads(bytes(data[8 : 8 + size]), object_pairs_hook=_unique)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise _corrupt(path, f"the header is not valid JSON ({exc})") from None
+    except ValueError as exc:  # from _unique
+        raise _corrupt(path, str(exc)) from None
+    if not isinstance(header, dict):
+        raise _corrupt(path, "the header is not a JSON object")
+    header.pop("__metadata__", None)  # free-form strings; nothing to load
+    body = data[8 + size :]
+    entries = {name: _header_entry(path, name, e) for name, e in header.items()}
+    # Each byte of the data belongs to exactly one tensor: no overlaps, no gaps.
+    spans = sorted((e[-2], e[-1], name) for name, e in entries.items())
+    position, previous = 0, None
+    for begin, end, name in spans:
+        if begin < position:
+            raise _corrupt(path, f"tensors {previous!r} and {name!r} overlap")
+        if begin > position:
+            raise _corrupt(path, f"bytes {position}..{begin} belong to no tensor")
+        position, previous = end, name
+    if position != len(body):
+        raise _corrupt(
+            path, f"the data is {len(body)} bytes but its tensors cover {position}"
+        )
+    tensors = {}
+    for name, (dtype, stored, shape, begin, _) in entries.items():
+        array = np.frombuffer(
+            body, dtype=stored, count=math.prod(shape), offset=begin
+        ).reshape(shape)
+        if dtype == "BF16":  # the top half of a float32: widening is exact
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        tensors[name] = array
+    return tensors
+
+
+def _header_entry(path: Path, name: str, entry) -> tuple:
+    """(dtype, numpy dtype, shape, begin, end) of one header entry, all checked."""
+
+    def is_size(value) -> bool:
+        return type(value) is int and value >= 0
+
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise _corrupt(path, f"tensor {name!r}: expected dtype, shape, data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPES:
+        raise WeightLoadError(
+            f"{path}: tensor {name!r} has dtype {dtype!r}, which this reader does "
+            f"not support ({', '.join(_SAFETENSORS_DTYPES)})"
+        )
+    if not (isinstance(shape, list) and all(is_size(n) for n in shape)):
+        raise _corrupt(path, f"tensor {name!r}: bad shape {shape!r}")
+    if not (
+        isinstance(offsets, list) and len(offsets) == 2 and all(map(is_size, offsets))
+    ):
+        raise _corrupt(path, f"tensor {name!r}: bad data_offsets {offsets!r}")
+    stored = np.dtype(_SAFETENSORS_DTYPES[dtype])
+    begin, end = offsets
+    if begin > end:
+        raise _corrupt(path, f"tensor {name!r}: data_offsets {offsets} run backwards")
+    if end - begin != math.prod(shape) * stored.itemsize:
+        raise _corrupt(
+            path,
+            f"tensor {name!r}: {dtype} {shape} needs "
+            f"{math.prod(shape) * stored.itemsize} bytes, its offsets span {end - begin}",
+        )
+    return dtype, stored, tuple(shape), begin, end
+
+
+def _unique(pairs: list) -> dict:
+    """JSON object hook: a plain dict would silently keep the last duplicate."""
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"the header names {key!r} twice")
+        result[key] = value
+    return result
+
+
+def _corrupt(path: Path, reason: str) -> WeightLoadError:
+    return WeightLoadError(f"{path}: corrupt checkpoint: {reason}")
+
+
 def _to_numpy(value) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    value = value.detach().cpu()
-    if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16
-        value = value.float()
-    return value.numpy()
+    """A tensor or array as numpy; bfloat16, which numpy lacks, as float32 (exact)."""
+    if not isinstance(value, np.ndarray):
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        value = value.numpy()
+    if value.dtype.name == "bfloat16":  # an ml_dtypes array, as keras uses
+        value = value.astype(np.float32)
+    return value
 
 
 class _Arrays(Mapping):
@@ -775,32 +944,73 @@ def _check_state_dict(state_dict) -> None:
 
 
 class _Assigner:
-    """Fills Keras weights by path, each exactly once, checking shapes."""
+    """Fills Keras weights by path, each exactly once, checking shapes and dtypes.
+
+    Values are checked and cast as they come and assigned only in finish(), once
+    all of them fit: a failed load leaves the model as it was.
+    """
 
     def __init__(self, model):
         self._variables = {variable.path: variable for variable in model.weights}
         self._lines = {
             target: (key, line) for key, (_, target, line) in SOURCES.items()
         }
-        self._filled = set()
+        self._values = {}
+        self._problems = []
 
     def __call__(self, target: str, value: np.ndarray) -> None:
         key, line = self._lines[target]
         variable = self._variables.get(target)
         if variable is None:
-            raise WeightLoadError(f"model has no weight {target} ({SPEC}:{line})")
-        if tuple(value.shape) != tuple(variable.shape):
-            raise WeightLoadError(
+            self._problems.append(f"model has no weight {target} ({SPEC}:{line})")
+        elif tuple(value.shape) != tuple(variable.shape):
+            self._problems.append(
                 f"{key!r} -> {target}: transformed shape {tuple(value.shape)}, "
                 f"Keras expects {tuple(variable.shape)} ({SPEC}:{line})"
             )
-        variable.assign(value.astype(variable.dtype))
-        self._filled.add(target)
+        else:
+            dtype = np.dtype(variable.dtype)
+            lost = _cast_loss(value, dtype)
+            if lost and not ALLOW_LOSSY_CAST:
+                self._problems.append(
+                    f"{key!r} -> {target}: {lost} ({SPEC}:{line}); cast the "
+                    "checkpoint yourself, or accept it with `allow_lossy_cast: "
+                    f"true` in {SPEC}"
+                )
+            else:
+                self._values[target] = value.astype(dtype)
 
     def finish(self) -> None:
-        unfilled = sorted(set(self._variables) - self._filled)
-        if unfilled:
-            raise WeightLoadError(f"weights left unfilled: {', '.join(unfilled)}")
+        unfilled = sorted(set(self._variables) - set(self._values))
+        if unfilled and not self._problems:
+            self._problems.append(f"weights left unfilled: {', '.join(unfilled)}")
+        if self._problems:
+            raise WeightLoadError(
+                f"state dict does not fit {SPEC}:\n  " + "\n  ".join(self._problems)
+            )
+        for target, value in self._values.items():
+            self._variables[target].assign(value)
+
+
+# Kinds of dtype a cast may not cross: float, integer (signed or not), bool, complex.
+_KINDS = {"f": "float", "i": "integer", "u": "integer", "b": "bool", "c": "complex"}
+
+
+def _cast_loss(value: np.ndarray, dtype: np.dtype) -> str | None:
+    """What casting `value` to `dtype` loses, or None when every value survives.
+
+    float16 and bfloat16 (read as float32) widen to float32 exactly; a narrowing
+    cast (float64 -> float32) is exact only if every value comes back unchanged.
+    """
+    kind, target_kind = _KINDS.get(value.dtype.kind), _KINDS.get(dtype.kind)
+    if kind is None or kind != target_kind:
+        return f"a {value.dtype} checkpoint value for a {dtype} weight"
+    if np.can_cast(value.dtype, dtype, "safe"):
+        return None
+    back = value.astype(dtype).astype(value.dtype)
+    if not np.array_equal(back, value, equal_nan=value.dtype.kind in "fc"):
+        return f"casting {value.dtype} to {dtype} changes its values"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

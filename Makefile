@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Compile specs/seed_cnn.yaml, convert a seeded random checkpoint with the
-# generated module, and print the difference against PyTorch on one input.
+# generated module, print the difference against PyTorch on one input, then
+# compare the two models layer by layer.
 demo: $(STAMP)
 	$(VENV)/bin/torch2keras compile specs/seed_cnn.yaml
 	$(PY) examples/demo.py
+	$(VENV)/bin/torch2keras verify specs/seed_cnn.yaml --checkpoint out/seed_cnn.safetensors
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -39,6 +39,9 @@ class FlatLayer:
     weights: dict[str, Any]  # slot -> WeightSpec, `from` keys already prefixed
     loc: Loc
     context: str = ""  # " (in block instance 'x', line N)" for block layers
+    instance: str = (
+        ""  # "x: block(args) <- torch prefix (spec line N)" for block layers
+    )
 
 
 @dataclass
@@ -89,7 +92,9 @@ class _Expander:
         names = tuple(self.aliases.get(n, n) for n in item.inputs)
         return names, tuple(loc + ("inputs", i) for i in range(len(names)))
 
-    def add(self, layer: LayerSpec, loc, feed, prefix, torch_prefix, context=""):
+    def add(
+        self, layer: LayerSpec, loc, feed, prefix, torch_prefix, context="", instance=""
+    ):
         """Append one flat layer; returns its name."""
         if isinstance(layer.torch, str) and layer.torch.startswith("$"):
             self.report(
@@ -117,6 +122,7 @@ class _Expander:
                 weights=weights,
                 loc=loc,
                 context=context,
+                instance=instance,
             )
         )
         return name
@@ -176,6 +182,9 @@ class _Expander:
             )
             return None
 
+        given = ", ".join(f"{key}={params[key]!r}" for key in block.params)
+        paired = f" <- {torch_prefix}" if torch_prefix else ""
+        instance = f"{name}: {block_name}({given}){paired} (spec line {self.line(loc)})"
         local = {BLOCK_INPUT: feed[0][0]}  # block-local name -> flat layer name
         previous = feed[0][0]
         for j, layer in enumerate(block.layers):
@@ -234,7 +243,13 @@ class _Expander:
                 )
                 return None
             flat = self.add(
-                layer, layer_loc, (names, locs), f"{name}_", torch_prefix, context
+                layer,
+                layer_loc,
+                (names, locs),
+                f"{name}_",
+                torch_prefix,
+                context,
+                instance,
             )
             local[layer.name] = previous = flat
         output = block.output or block.layers[-1].name

@@ -46,6 +46,7 @@ class Layer:
     torch: str | None  # the paired PyTorch module path
     weights: tuple[WeightPort, ...]
     line: int
+    instance: str = ""  # the block instance it belongs to, described; "" at top level
 
 
 @dataclass(frozen=True)

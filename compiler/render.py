@@ -134,7 +134,11 @@ def _build_lines(module: ir.Module) -> list[str]:
             ],
             ")",
         )
+    instance = ""
     for layer in module.layers:
+        if layer.instance != instance:
+            instance = layer.instance
+            lines.append(comment(f"{INDENT}# {instance or 'top level'}"))
         names = [identifier(n) for n in layer.inputs]
         feed = names[0] if len(names) == 1 else f"[{', '.join(names)}]"
         if LAYER_TYPES[layer.keras].custom:

@@ -185,6 +185,7 @@ class _Resolver:
             torch=flat.torch,
             weights=weights,
             line=self.lines[flat.name],
+            instance=flat.instance,
         )
 
     def args(self, flat: FlatLayer, layer_type):

@@ -832,6 +832,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="b1_project_bn",
     )(b1_project)
+    # stage2_0: mbconv(hidden=96, filters=24, squeeze=4, kernel=3, pad=1, stride=2, residual=False) <- features.2.0 (spec line 53)
     stage2_0_expand = keras.layers.Conv2D(
         filters=96,
         kernel_size=1,
@@ -902,6 +903,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="stage2_0_project_bn",
     )(stage2_0_project)
+    # stage2_1: mbconv(hidden=144, filters=24, squeeze=6, kernel=3, pad=1, stride=1, residual=True) <- features.2.1 (spec line 53)
     stage2_1_expand = keras.layers.Conv2D(
         filters=144,
         kernel_size=1,
@@ -975,6 +977,7 @@ def build_model() -> keras.Model:
     stage2_1_add = keras.layers.Add(
         name="stage2_1_add",
     )([stage2_1_project_bn, stage2_0_project_bn])
+    # stage3_0: mbconv(hidden=144, filters=40, squeeze=6, kernel=5, pad=2, stride=2, residual=False) <- features.3.0 (spec line 54)
     stage3_0_expand = keras.layers.Conv2D(
         filters=144,
         kernel_size=1,
@@ -1045,6 +1048,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="stage3_0_project_bn",
     )(stage3_0_project)
+    # stage3_1: mbconv(hidden=240, filters=40, squeeze=10, kernel=5, pad=2, stride=1, residual=True) <- features.3.1 (spec line 54)
     stage3_1_expand = keras.layers.Conv2D(
         filters=240,
         kernel_size=1,
@@ -1118,6 +1122,7 @@ def build_model() -> keras.Model:
     stage3_1_add = keras.layers.Add(
         name="stage3_1_add",
     )([stage3_1_project_bn, stage3_0_project_bn])
+    # stage4_0: mbconv(hidden=240, filters=80, squeeze=10, kernel=3, pad=1, stride=2, residual=False) <- features.4.0 (spec line 55)
     stage4_0_expand = keras.layers.Conv2D(
         filters=240,
         kernel_size=1,
@@ -1188,6 +1193,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="stage4_0_project_bn",
     )(stage4_0_project)
+    # stage4_1: mbconv(hidden=480, filters=80, squeeze=20, kernel=3, pad=1, stride=1, residual=True) <- features.4.1 (spec line 55)
     stage4_1_expand = keras.layers.Conv2D(
         filters=480,
         kernel_size=1,
@@ -1261,6 +1267,7 @@ def build_model() -> keras.Model:
     stage4_1_add = keras.layers.Add(
         name="stage4_1_add",
     )([stage4_1_project_bn, stage4_0_project_bn])
+    # stage4_2: mbconv(hidden=480, filters=80, squeeze=20, kernel=3, pad=1, stride=1, residual=True) <- features.4.2 (spec line 55)
     stage4_2_expand = keras.layers.Conv2D(
         filters=480,
         kernel_size=1,
@@ -1334,6 +1341,7 @@ def build_model() -> keras.Model:
     stage4_2_add = keras.layers.Add(
         name="stage4_2_add",
     )([stage4_2_project_bn, stage4_1_add])
+    # stage5_0: mbconv(hidden=480, filters=112, squeeze=20, kernel=5, pad=2, stride=1, residual=False) <- features.5.0 (spec line 56)
     stage5_0_expand = keras.layers.Conv2D(
         filters=480,
         kernel_size=1,
@@ -1404,6 +1412,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="stage5_0_project_bn",
     )(stage5_0_project)
+    # stage5_1: mbconv(hidden=672, filters=112, squeeze=28, kernel=5, pad=2, stride=1, residual=True) <- features.5.1 (spec line 56)
     stage5_1_expand = keras.layers.Conv2D(
         filters=672,
         kernel_size=1,
@@ -1477,6 +1486,7 @@ def build_model() -> keras.Model:
     stage5_1_add = keras.layers.Add(
         name="stage5_1_add",
     )([stage5_1_project_bn, stage5_0_project_bn])
+    # stage5_2: mbconv(hidden=672, filters=112, squeeze=28, kernel=5, pad=2, stride=1, residual=True) <- features.5.2 (spec line 56)
     stage5_2_expand = keras.layers.Conv2D(
         filters=672,
         kernel_size=1,
@@ -1550,6 +1560,7 @@ def build_model() -> keras.Model:
     stage5_2_add = keras.layers.Add(
         name="stage5_2_add",
     )([stage5_2_project_bn, stage5_1_add])
+    # stage6_0: mbconv(hidden=672, filters=192, squeeze=28, kernel=5, pad=2, stride=2, residual=False) <- features.6.0 (spec line 57)
     stage6_0_expand = keras.layers.Conv2D(
         filters=672,
         kernel_size=1,
@@ -1620,6 +1631,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="stage6_0_project_bn",
     )(stage6_0_project)
+    # stage6_1: mbconv(hidden=1152, filters=192, squeeze=48, kernel=5, pad=2, stride=1, residual=True) <- features.6.1 (spec line 57)
     stage6_1_expand = keras.layers.Conv2D(
         filters=1152,
         kernel_size=1,
@@ -1693,6 +1705,7 @@ def build_model() -> keras.Model:
     stage6_1_add = keras.layers.Add(
         name="stage6_1_add",
     )([stage6_1_project_bn, stage6_0_project_bn])
+    # stage6_2: mbconv(hidden=1152, filters=192, squeeze=48, kernel=5, pad=2, stride=1, residual=True) <- features.6.2 (spec line 57)
     stage6_2_expand = keras.layers.Conv2D(
         filters=1152,
         kernel_size=1,
@@ -1766,6 +1779,7 @@ def build_model() -> keras.Model:
     stage6_2_add = keras.layers.Add(
         name="stage6_2_add",
     )([stage6_2_project_bn, stage6_1_add])
+    # stage6_3: mbconv(hidden=1152, filters=192, squeeze=48, kernel=5, pad=2, stride=1, residual=True) <- features.6.3 (spec line 57)
     stage6_3_expand = keras.layers.Conv2D(
         filters=1152,
         kernel_size=1,
@@ -1839,6 +1853,7 @@ def build_model() -> keras.Model:
     stage6_3_add = keras.layers.Add(
         name="stage6_3_add",
     )([stage6_3_project_bn, stage6_2_add])
+    # stage7_0: mbconv(hidden=1152, filters=320, squeeze=48, kernel=3, pad=1, stride=1, residual=False) <- features.7.0 (spec line 58)
     stage7_0_expand = keras.layers.Conv2D(
         filters=1152,
         kernel_size=1,
@@ -1909,6 +1924,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="stage7_0_project_bn",
     )(stage7_0_project)
+    # top level
     head = keras.layers.Conv2D(
         filters=1280,
         kernel_size=1,

@@ -745,6 +745,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="project1_bn",
     )(project1)
+    # features_2: inverted(hidden=96, filters=24, stride=2, residual=False) <- features.2 (spec line 41)
     features_2_expand = keras.layers.Conv2D(
         filters=96,
         kernel_size=1,
@@ -790,6 +791,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="features_2_project_bn",
     )(features_2_project)
+    # features_3: inverted(hidden=144, filters=24, stride=1, residual=True) <- features.3 (spec line 41)
     features_3_expand = keras.layers.Conv2D(
         filters=144,
         kernel_size=1,
@@ -838,6 +840,7 @@ def build_model() -> keras.Model:
     features_3_add = keras.layers.Add(
         name="features_3_add",
     )([features_3_project_bn, features_2_project_bn])
+    # features_4: inverted(hidden=144, filters=32, stride=2, residual=False) <- features.4 (spec line 42)
     features_4_expand = keras.layers.Conv2D(
         filters=144,
         kernel_size=1,
@@ -883,6 +886,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="features_4_project_bn",
     )(features_4_project)
+    # features_5: inverted(hidden=192, filters=32, stride=1, residual=True) <- features.5 (spec line 42)
     features_5_expand = keras.layers.Conv2D(
         filters=192,
         kernel_size=1,
@@ -931,6 +935,7 @@ def build_model() -> keras.Model:
     features_5_add = keras.layers.Add(
         name="features_5_add",
     )([features_5_project_bn, features_4_project_bn])
+    # features_6: inverted(hidden=192, filters=32, stride=1, residual=True) <- features.6 (spec line 42)
     features_6_expand = keras.layers.Conv2D(
         filters=192,
         kernel_size=1,
@@ -979,6 +984,7 @@ def build_model() -> keras.Model:
     features_6_add = keras.layers.Add(
         name="features_6_add",
     )([features_6_project_bn, features_5_add])
+    # features_7: inverted(hidden=192, filters=64, stride=2, residual=False) <- features.7 (spec line 43)
     features_7_expand = keras.layers.Conv2D(
         filters=192,
         kernel_size=1,
@@ -1024,6 +1030,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="features_7_project_bn",
     )(features_7_project)
+    # features_8: inverted(hidden=384, filters=64, stride=1, residual=True) <- features.8 (spec line 43)
     features_8_expand = keras.layers.Conv2D(
         filters=384,
         kernel_size=1,
@@ -1072,6 +1079,7 @@ def build_model() -> keras.Model:
     features_8_add = keras.layers.Add(
         name="features_8_add",
     )([features_8_project_bn, features_7_project_bn])
+    # features_9: inverted(hidden=384, filters=64, stride=1, residual=True) <- features.9 (spec line 43)
     features_9_expand = keras.layers.Conv2D(
         filters=384,
         kernel_size=1,
@@ -1120,6 +1128,7 @@ def build_model() -> keras.Model:
     features_9_add = keras.layers.Add(
         name="features_9_add",
     )([features_9_project_bn, features_8_add])
+    # features_10: inverted(hidden=384, filters=64, stride=1, residual=True) <- features.10 (spec line 43)
     features_10_expand = keras.layers.Conv2D(
         filters=384,
         kernel_size=1,
@@ -1168,6 +1177,7 @@ def build_model() -> keras.Model:
     features_10_add = keras.layers.Add(
         name="features_10_add",
     )([features_10_project_bn, features_9_add])
+    # features_11: inverted(hidden=384, filters=96, stride=1, residual=False) <- features.11 (spec line 44)
     features_11_expand = keras.layers.Conv2D(
         filters=384,
         kernel_size=1,
@@ -1213,6 +1223,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="features_11_project_bn",
     )(features_11_project)
+    # features_12: inverted(hidden=576, filters=96, stride=1, residual=True) <- features.12 (spec line 44)
     features_12_expand = keras.layers.Conv2D(
         filters=576,
         kernel_size=1,
@@ -1261,6 +1272,7 @@ def build_model() -> keras.Model:
     features_12_add = keras.layers.Add(
         name="features_12_add",
     )([features_12_project_bn, features_11_project_bn])
+    # features_13: inverted(hidden=576, filters=96, stride=1, residual=True) <- features.13 (spec line 44)
     features_13_expand = keras.layers.Conv2D(
         filters=576,
         kernel_size=1,
@@ -1309,6 +1321,7 @@ def build_model() -> keras.Model:
     features_13_add = keras.layers.Add(
         name="features_13_add",
     )([features_13_project_bn, features_12_add])
+    # features_14: inverted(hidden=576, filters=160, stride=2, residual=False) <- features.14 (spec line 45)
     features_14_expand = keras.layers.Conv2D(
         filters=576,
         kernel_size=1,
@@ -1354,6 +1367,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="features_14_project_bn",
     )(features_14_project)
+    # features_15: inverted(hidden=960, filters=160, stride=1, residual=True) <- features.15 (spec line 45)
     features_15_expand = keras.layers.Conv2D(
         filters=960,
         kernel_size=1,
@@ -1402,6 +1416,7 @@ def build_model() -> keras.Model:
     features_15_add = keras.layers.Add(
         name="features_15_add",
     )([features_15_project_bn, features_14_project_bn])
+    # features_16: inverted(hidden=960, filters=160, stride=1, residual=True) <- features.16 (spec line 45)
     features_16_expand = keras.layers.Conv2D(
         filters=960,
         kernel_size=1,
@@ -1450,6 +1465,7 @@ def build_model() -> keras.Model:
     features_16_add = keras.layers.Add(
         name="features_16_add",
     )([features_16_project_bn, features_15_add])
+    # features_17: inverted(hidden=960, filters=320, stride=1, residual=False) <- features.17 (spec line 46)
     features_17_expand = keras.layers.Conv2D(
         filters=960,
         kernel_size=1,
@@ -1495,6 +1511,7 @@ def build_model() -> keras.Model:
         momentum=0.9,
         name="features_17_project_bn",
     )(features_17_project)
+    # top level
     conv18 = keras.layers.Conv2D(
         filters=1280,
         kernel_size=1,

@@ -635,6 +635,7 @@ def build_model() -> keras.Model:
         name="b3_project_bn",
     )(b3_project)
     b3_add = keras.layers.Add(name="b3_add")([b3_project_bn, b2_project_bn])
+    # features_4: bneck(hidden=96, filters=40, squeeze=24, stride=2, residual=False) <- features.4 (spec line 73)
     features_4_expand = keras.layers.Conv2D(
         filters=96,
         kernel_size=1,
@@ -702,6 +703,7 @@ def build_model() -> keras.Model:
         momentum=0.99,
         name="features_4_project_bn",
     )(features_4_project)
+    # features_5: bneck(hidden=240, filters=40, squeeze=64, stride=1, residual=True) <- features.5 (spec line 73)
     features_5_expand = keras.layers.Conv2D(
         filters=240,
         kernel_size=1,
@@ -772,6 +774,7 @@ def build_model() -> keras.Model:
     features_5_add = keras.layers.Add(
         name="features_5_add",
     )([features_5_project_bn, features_4_project_bn])
+    # features_6: bneck(hidden=240, filters=40, squeeze=64, stride=1, residual=True) <- features.6 (spec line 73)
     features_6_expand = keras.layers.Conv2D(
         filters=240,
         kernel_size=1,
@@ -842,6 +845,7 @@ def build_model() -> keras.Model:
     features_6_add = keras.layers.Add(
         name="features_6_add",
     )([features_6_project_bn, features_5_add])
+    # features_7: bneck(hidden=120, filters=48, squeeze=32, stride=1, residual=False) <- features.7 (spec line 74)
     features_7_expand = keras.layers.Conv2D(
         filters=120,
         kernel_size=1,
@@ -909,6 +913,7 @@ def build_model() -> keras.Model:
         momentum=0.99,
         name="features_7_project_bn",
     )(features_7_project)
+    # features_8: bneck(hidden=144, filters=48, squeeze=40, stride=1, residual=True) <- features.8 (spec line 74)
     features_8_expand = keras.layers.Conv2D(
         filters=144,
         kernel_size=1,
@@ -979,6 +984,7 @@ def build_model() -> keras.Model:
     features_8_add = keras.layers.Add(
         name="features_8_add",
     )([features_8_project_bn, features_7_project_bn])
+    # features_9: bneck(hidden=288, filters=96, squeeze=72, stride=2, residual=False) <- features.9 (spec line 75)
     features_9_expand = keras.layers.Conv2D(
         filters=288,
         kernel_size=1,
@@ -1046,6 +1052,7 @@ def build_model() -> keras.Model:
         momentum=0.99,
         name="features_9_project_bn",
     )(features_9_project)
+    # features_10: bneck(hidden=576, filters=96, squeeze=144, stride=1, residual=True) <- features.10 (spec line 75)
     features_10_expand = keras.layers.Conv2D(
         filters=576,
         kernel_size=1,
@@ -1118,6 +1125,7 @@ def build_model() -> keras.Model:
     features_10_add = keras.layers.Add(
         name="features_10_add",
     )([features_10_project_bn, features_9_project_bn])
+    # features_11: bneck(hidden=576, filters=96, squeeze=144, stride=1, residual=True) <- features.11 (spec line 75)
     features_11_expand = keras.layers.Conv2D(
         filters=576,
         kernel_size=1,
@@ -1190,6 +1198,7 @@ def build_model() -> keras.Model:
     features_11_add = keras.layers.Add(
         name="features_11_add",
     )([features_11_project_bn, features_10_add])
+    # top level
     head = keras.layers.Conv2D(
         filters=576,
         kernel_size=1,

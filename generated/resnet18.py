@@ -246,6 +246,7 @@ def build_model() -> keras.Model:
     )(conv1)
     relu = keras.layers.ReLU(name="relu")(bn1)
     maxpool = TorchMaxPooling2D(pool_size=3, strides=2, padding=1, name="maxpool")(relu)
+    # layer1_0: basic(filters=64, stride=1, downsample=False) <- layer1.0 (spec line 36)
     layer1_0_pad1 = keras.layers.ZeroPadding2D(padding=1, name="layer1_0_pad1")(maxpool)
     layer1_0_conv1 = keras.layers.Conv2D(
         filters=64,
@@ -274,6 +275,7 @@ def build_model() -> keras.Model:
     )(layer1_0_conv2)
     layer1_0_add = keras.layers.Add(name="layer1_0_add")([layer1_0_bn2, maxpool])
     layer1_0_relu2 = keras.layers.ReLU(name="layer1_0_relu2")(layer1_0_add)
+    # layer1_1: basic(filters=64, stride=1, downsample=False) <- layer1.1 (spec line 36)
     layer1_1_pad1 = keras.layers.ZeroPadding2D(
         padding=1,
         name="layer1_1_pad1",
@@ -305,6 +307,7 @@ def build_model() -> keras.Model:
     )(layer1_1_conv2)
     layer1_1_add = keras.layers.Add(name="layer1_1_add")([layer1_1_bn2, layer1_0_relu2])
     layer1_1_relu2 = keras.layers.ReLU(name="layer1_1_relu2")(layer1_1_add)
+    # layer2_0: basic(filters=128, stride=2, downsample=True) <- layer2.0 (spec line 37)
     layer2_0_pad1 = keras.layers.ZeroPadding2D(
         padding=1,
         name="layer2_0_pad1",
@@ -350,6 +353,7 @@ def build_model() -> keras.Model:
         name="layer2_0_add",
     )([layer2_0_bn2, layer2_0_down_bn])
     layer2_0_relu2 = keras.layers.ReLU(name="layer2_0_relu2")(layer2_0_add)
+    # layer2_1: basic(filters=128, stride=1, downsample=False) <- layer2.1 (spec line 37)
     layer2_1_pad1 = keras.layers.ZeroPadding2D(
         padding=1,
         name="layer2_1_pad1",
@@ -381,6 +385,7 @@ def build_model() -> keras.Model:
     )(layer2_1_conv2)
     layer2_1_add = keras.layers.Add(name="layer2_1_add")([layer2_1_bn2, layer2_0_relu2])
     layer2_1_relu2 = keras.layers.ReLU(name="layer2_1_relu2")(layer2_1_add)
+    # layer3_0: basic(filters=256, stride=2, downsample=True) <- layer3.0 (spec line 38)
     layer3_0_pad1 = keras.layers.ZeroPadding2D(
         padding=1,
         name="layer3_0_pad1",
@@ -426,6 +431,7 @@ def build_model() -> keras.Model:
         name="layer3_0_add",
     )([layer3_0_bn2, layer3_0_down_bn])
     layer3_0_relu2 = keras.layers.ReLU(name="layer3_0_relu2")(layer3_0_add)
+    # layer3_1: basic(filters=256, stride=1, downsample=False) <- layer3.1 (spec line 38)
     layer3_1_pad1 = keras.layers.ZeroPadding2D(
         padding=1,
         name="layer3_1_pad1",
@@ -457,6 +463,7 @@ def build_model() -> keras.Model:
     )(layer3_1_conv2)
     layer3_1_add = keras.layers.Add(name="layer3_1_add")([layer3_1_bn2, layer3_0_relu2])
     layer3_1_relu2 = keras.layers.ReLU(name="layer3_1_relu2")(layer3_1_add)
+    # layer4_0: basic(filters=512, stride=2, downsample=True) <- layer4.0 (spec line 39)
     layer4_0_pad1 = keras.layers.ZeroPadding2D(
         padding=1,
         name="layer4_0_pad1",
@@ -502,6 +509,7 @@ def build_model() -> keras.Model:
         name="layer4_0_add",
     )([layer4_0_bn2, layer4_0_down_bn])
     layer4_0_relu2 = keras.layers.ReLU(name="layer4_0_relu2")(layer4_0_add)
+    # layer4_1: basic(filters=512, stride=1, downsample=False) <- layer4.1 (spec line 39)
     layer4_1_pad1 = keras.layers.ZeroPadding2D(
         padding=1,
         name="layer4_1_pad1",
@@ -533,6 +541,7 @@ def build_model() -> keras.Model:
     )(layer4_1_conv2)
     layer4_1_add = keras.layers.Add(name="layer4_1_add")([layer4_1_bn2, layer4_0_relu2])
     layer4_1_relu2 = keras.layers.ReLU(name="layer4_1_relu2")(layer4_1_add)
+    # top level
     avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(layer4_1_relu2)
     fc = keras.layers.Dense(units=1000, name="fc")(avgpool)
     return keras.Model(inputs=image, outputs=fc, name="resnet18")

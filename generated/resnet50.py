@@ -456,6 +456,7 @@ def build_model() -> keras.Model:
     )(conv1)
     relu = keras.layers.ReLU(name="relu")(bn1)
     maxpool = TorchMaxPooling2D(pool_size=3, strides=2, padding=1, name="maxpool")(relu)
+    # layer1_0: bottleneck(width=64, expanded=256, stride=1, downsample=True) <- layer1.0 (spec line 39)
     layer1_0_conv1 = keras.layers.Conv2D(
         filters=64,
         kernel_size=1,
@@ -512,6 +513,7 @@ def build_model() -> keras.Model:
         name="layer1_0_add",
     )([layer1_0_bn3, layer1_0_down_bn])
     layer1_0_relu3 = keras.layers.ReLU(name="layer1_0_relu3")(layer1_0_add)
+    # layer1_1: bottleneck(width=64, expanded=256, stride=1, downsample=False) <- layer1.1 (spec line 39)
     layer1_1_conv1 = keras.layers.Conv2D(
         filters=64,
         kernel_size=1,
@@ -554,6 +556,7 @@ def build_model() -> keras.Model:
     )(layer1_1_conv3)
     layer1_1_add = keras.layers.Add(name="layer1_1_add")([layer1_1_bn3, layer1_0_relu3])
     layer1_1_relu3 = keras.layers.ReLU(name="layer1_1_relu3")(layer1_1_add)
+    # layer1_2: bottleneck(width=64, expanded=256, stride=1, downsample=False) <- layer1.2 (spec line 39)
     layer1_2_conv1 = keras.layers.Conv2D(
         filters=64,
         kernel_size=1,
@@ -596,6 +599,7 @@ def build_model() -> keras.Model:
     )(layer1_2_conv3)
     layer1_2_add = keras.layers.Add(name="layer1_2_add")([layer1_2_bn3, layer1_1_relu3])
     layer1_2_relu3 = keras.layers.ReLU(name="layer1_2_relu3")(layer1_2_add)
+    # layer2_0: bottleneck(width=128, expanded=512, stride=2, downsample=True) <- layer2.0 (spec line 40)
     layer2_0_conv1 = keras.layers.Conv2D(
         filters=128,
         kernel_size=1,
@@ -652,6 +656,7 @@ def build_model() -> keras.Model:
         name="layer2_0_add",
     )([layer2_0_bn3, layer2_0_down_bn])
     layer2_0_relu3 = keras.layers.ReLU(name="layer2_0_relu3")(layer2_0_add)
+    # layer2_1: bottleneck(width=128, expanded=512, stride=1, downsample=False) <- layer2.1 (spec line 40)
     layer2_1_conv1 = keras.layers.Conv2D(
         filters=128,
         kernel_size=1,
@@ -694,6 +699,7 @@ def build_model() -> keras.Model:
     )(layer2_1_conv3)
     layer2_1_add = keras.layers.Add(name="layer2_1_add")([layer2_1_bn3, layer2_0_relu3])
     layer2_1_relu3 = keras.layers.ReLU(name="layer2_1_relu3")(layer2_1_add)
+    # layer2_2: bottleneck(width=128, expanded=512, stride=1, downsample=False) <- layer2.2 (spec line 40)
     layer2_2_conv1 = keras.layers.Conv2D(
         filters=128,
         kernel_size=1,
@@ -736,6 +742,7 @@ def build_model() -> keras.Model:
     )(layer2_2_conv3)
     layer2_2_add = keras.layers.Add(name="layer2_2_add")([layer2_2_bn3, layer2_1_relu3])
     layer2_2_relu3 = keras.layers.ReLU(name="layer2_2_relu3")(layer2_2_add)
+    # layer2_3: bottleneck(width=128, expanded=512, stride=1, downsample=False) <- layer2.3 (spec line 40)
     layer2_3_conv1 = keras.layers.Conv2D(
         filters=128,
         kernel_size=1,
@@ -778,6 +785,7 @@ def build_model() -> keras.Model:
     )(layer2_3_conv3)
     layer2_3_add = keras.layers.Add(name="layer2_3_add")([layer2_3_bn3, layer2_2_relu3])
     layer2_3_relu3 = keras.layers.ReLU(name="layer2_3_relu3")(layer2_3_add)
+    # layer3_0: bottleneck(width=256, expanded=1024, stride=2, downsample=True) <- layer3.0 (spec line 41)
     layer3_0_conv1 = keras.layers.Conv2D(
         filters=256,
         kernel_size=1,
@@ -834,6 +842,7 @@ def build_model() -> keras.Model:
         name="layer3_0_add",
     )([layer3_0_bn3, layer3_0_down_bn])
     layer3_0_relu3 = keras.layers.ReLU(name="layer3_0_relu3")(layer3_0_add)
+    # layer3_1: bottleneck(width=256, expanded=1024, stride=1, downsample=False) <- layer3.1 (spec line 41)
     layer3_1_conv1 = keras.layers.Conv2D(
         filters=256,
         kernel_size=1,
@@ -876,6 +885,7 @@ def build_model() -> keras.Model:
     )(layer3_1_conv3)
     layer3_1_add = keras.layers.Add(name="layer3_1_add")([layer3_1_bn3, layer3_0_relu3])
     layer3_1_relu3 = keras.layers.ReLU(name="layer3_1_relu3")(layer3_1_add)
+    # layer3_2: bottleneck(width=256, expanded=1024, stride=1, downsample=False) <- layer3.2 (spec line 41)
     layer3_2_conv1 = keras.layers.Conv2D(
         filters=256,
         kernel_size=1,
@@ -918,6 +928,7 @@ def build_model() -> keras.Model:
     )(layer3_2_conv3)
     layer3_2_add = keras.layers.Add(name="layer3_2_add")([layer3_2_bn3, layer3_1_relu3])
     layer3_2_relu3 = keras.layers.ReLU(name="layer3_2_relu3")(layer3_2_add)
+    # layer3_3: bottleneck(width=256, expanded=1024, stride=1, downsample=False) <- layer3.3 (spec line 41)
     layer3_3_conv1 = keras.layers.Conv2D(
         filters=256,
         kernel_size=1,
@@ -960,6 +971,7 @@ def build_model() -> keras.Model:
     )(layer3_3_conv3)
     layer3_3_add = keras.layers.Add(name="layer3_3_add")([layer3_3_bn3, layer3_2_relu3])
     layer3_3_relu3 = keras.layers.ReLU(name="layer3_3_relu3")(layer3_3_add)
+    # layer3_4: bottleneck(width=256, expanded=1024, stride=1, downsample=False) <- layer3.4 (spec line 41)
     layer3_4_conv1 = keras.layers.Conv2D(
         filters=256,
         kernel_size=1,
@@ -1002,6 +1014,7 @@ def build_model() -> keras.Model:
     )(layer3_4_conv3)
     layer3_4_add = keras.layers.Add(name="layer3_4_add")([layer3_4_bn3, layer3_3_relu3])
     layer3_4_relu3 = keras.layers.ReLU(name="layer3_4_relu3")(layer3_4_add)
+    # layer3_5: bottleneck(width=256, expanded=1024, stride=1, downsample=False) <- layer3.5 (spec line 41)
     layer3_5_conv1 = keras.layers.Conv2D(
         filters=256,
         kernel_size=1,
@@ -1044,6 +1057,7 @@ def build_model() -> keras.Model:
     )(layer3_5_conv3)
     layer3_5_add = keras.layers.Add(name="layer3_5_add")([layer3_5_bn3, layer3_4_relu3])
     layer3_5_relu3 = keras.layers.ReLU(name="layer3_5_relu3")(layer3_5_add)
+    # layer4_0: bottleneck(width=512, expanded=2048, stride=2, downsample=True) <- layer4.0 (spec line 42)
     layer4_0_conv1 = keras.layers.Conv2D(
         filters=512,
         kernel_size=1,
@@ -1100,6 +1114,7 @@ def build_model() -> keras.Model:
         name="layer4_0_add",
     )([layer4_0_bn3, layer4_0_down_bn])
     layer4_0_relu3 = keras.layers.ReLU(name="layer4_0_relu3")(layer4_0_add)
+    # layer4_1: bottleneck(width=512, expanded=2048, stride=1, downsample=False) <- layer4.1 (spec line 42)
     layer4_1_conv1 = keras.layers.Conv2D(
         filters=512,
         kernel_size=1,
@@ -1142,6 +1157,7 @@ def build_model() -> keras.Model:
     )(layer4_1_conv3)
     layer4_1_add = keras.layers.Add(name="layer4_1_add")([layer4_1_bn3, layer4_0_relu3])
     layer4_1_relu3 = keras.layers.ReLU(name="layer4_1_relu3")(layer4_1_add)
+    # layer4_2: bottleneck(width=512, expanded=2048, stride=1, downsample=False) <- layer4.2 (spec line 42)
     layer4_2_conv1 = keras.layers.Conv2D(
         filters=512,
         kernel_size=1,
@@ -1184,6 +1200,7 @@ def build_model() -> keras.Model:
     )(layer4_2_conv3)
     layer4_2_add = keras.layers.Add(name="layer4_2_add")([layer4_2_bn3, layer4_1_relu3])
     layer4_2_relu3 = keras.layers.ReLU(name="layer4_2_relu3")(layer4_2_add)
+    # top level
     avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(layer4_2_relu3)
     fc = keras.layers.Dense(units=1000, name="fc")(avgpool)
     return keras.Model(inputs=image, outputs=fc, name="resnet50")

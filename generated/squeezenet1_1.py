@@ -161,6 +161,7 @@ def build_model() -> keras.Model:
         ceil_mode=True,
         name="pool2",
     )(relu1)
+    # fire3: fire(squeeze=16, expand=64) <- features.3 (spec line 29)
     fire3_squeeze = keras.layers.Conv2D(
         filters=16,
         kernel_size=1,
@@ -187,6 +188,7 @@ def build_model() -> keras.Model:
     fire3_cat = keras.layers.Concatenate(
         name="fire3_cat",
     )([fire3_expand1x1_relu, fire3_expand3x3_relu])
+    # fire4: fire(squeeze=16, expand=64) <- features.4 (spec line 30)
     fire4_squeeze = keras.layers.Conv2D(
         filters=16,
         kernel_size=1,
@@ -213,12 +215,14 @@ def build_model() -> keras.Model:
     fire4_cat = keras.layers.Concatenate(
         name="fire4_cat",
     )([fire4_expand1x1_relu, fire4_expand3x3_relu])
+    # top level
     pool5 = TorchMaxPooling2D(
         pool_size=3,
         strides=2,
         ceil_mode=True,
         name="pool5",
     )(fire4_cat)
+    # fire6: fire(squeeze=32, expand=128) <- features.6 (spec line 32)
     fire6_squeeze = keras.layers.Conv2D(
         filters=32,
         kernel_size=1,
@@ -245,6 +249,7 @@ def build_model() -> keras.Model:
     fire6_cat = keras.layers.Concatenate(
         name="fire6_cat",
     )([fire6_expand1x1_relu, fire6_expand3x3_relu])
+    # fire7: fire(squeeze=32, expand=128) <- features.7 (spec line 33)
     fire7_squeeze = keras.layers.Conv2D(
         filters=32,
         kernel_size=1,
@@ -271,12 +276,14 @@ def build_model() -> keras.Model:
     fire7_cat = keras.layers.Concatenate(
         name="fire7_cat",
     )([fire7_expand1x1_relu, fire7_expand3x3_relu])
+    # top level
     pool8 = TorchMaxPooling2D(
         pool_size=3,
         strides=2,
         ceil_mode=True,
         name="pool8",
     )(fire7_cat)
+    # fire9: fire(squeeze=48, expand=192) <- features.9 (spec line 35)
     fire9_squeeze = keras.layers.Conv2D(
         filters=48,
         kernel_size=1,
@@ -303,6 +310,7 @@ def build_model() -> keras.Model:
     fire9_cat = keras.layers.Concatenate(
         name="fire9_cat",
     )([fire9_expand1x1_relu, fire9_expand3x3_relu])
+    # fire10: fire(squeeze=48, expand=192) <- features.10 (spec line 36)
     fire10_squeeze = keras.layers.Conv2D(
         filters=48,
         kernel_size=1,
@@ -329,6 +337,7 @@ def build_model() -> keras.Model:
     fire10_cat = keras.layers.Concatenate(
         name="fire10_cat",
     )([fire10_expand1x1_relu, fire10_expand3x3_relu])
+    # fire11: fire(squeeze=64, expand=256) <- features.11 (spec line 37)
     fire11_squeeze = keras.layers.Conv2D(
         filters=64,
         kernel_size=1,
@@ -355,6 +364,7 @@ def build_model() -> keras.Model:
     fire11_cat = keras.layers.Concatenate(
         name="fire11_cat",
     )([fire11_expand1x1_relu, fire11_expand3x3_relu])
+    # fire12: fire(squeeze=64, expand=256) <- features.12 (spec line 38)
     fire12_squeeze = keras.layers.Conv2D(
         filters=64,
         kernel_size=1,
@@ -381,6 +391,7 @@ def build_model() -> keras.Model:
     fire12_cat = keras.layers.Concatenate(
         name="fire12_cat",
     )([fire12_expand1x1_relu, fire12_expand3x3_relu])
+    # top level
     drop = keras.layers.Dropout(rate=0.5, name="drop")(fire12_cat)
     final_conv = keras.layers.Conv2D(
         filters=1000,

@@ -102,7 +102,7 @@ class _Expander:
         if torch_prefix:
             torch = f"{torch_prefix}.{torch}" if torch else None
             weights = {
-                slot: w.model_copy(update={"from_": f"{torch_prefix}.{w.from_}"})
+                slot: w.model_copy(update={"from_": _prefixed(torch_prefix, w.from_)})
                 for slot, w in weights.items()
             }
         inputs, input_locs = feed
@@ -246,6 +246,13 @@ class _Expander:
             )
             return None
         return local[output]
+
+
+def _prefixed(prefix: str, keys: str | list[str]) -> str | list[str]:
+    """A block's `from:` key(s), under the instance's PyTorch path."""
+    if isinstance(keys, str):
+        return f"{prefix}.{keys}"
+    return [f"{prefix}.{key}" for key in keys]
 
 
 def _is_torch_path(value: Any) -> bool:

@@ -84,6 +84,24 @@ def _call_args(args: tuple[tuple[str, Any], ...], name: str) -> list[str]:
     return [f"{key}={py(value)}" for key, value in args] + [f"name={py(name)}"]
 
 
+def _wrapper_lines(head: str, inner: ir.Wrapped, args: list[str], tail: str):
+    """A wrapper layer around its inner layer's constructor, e.g.
+    `Bidirectional(keras.layers.LSTM(units=8, name="lstm"), merge_mode=...)`."""
+    inner_head = f"keras.layers.{inner.keras}("
+    inner_args = _call_args(inner.args, inner.name)
+    inner_call = f"{inner_head}{', '.join(inner_args)})"
+    lines = fit(1, head, [inner_call, *args], tail)
+    if len(lines) == 1 or len(INDENT * 2 + inner_call + ",") <= LINE_LENGTH:
+        return lines
+    # The inner constructor does not fit on its own line either: explode it too.
+    return [
+        f"{INDENT}{head}",
+        *fit(2, inner_head, inner_args, "),"),
+        *(f"{INDENT * 2}{arg}," for arg in args),
+        f"{INDENT}{tail}",
+    ]
+
+
 def _build_lines(module: ir.Module) -> list[str]:
     lines: list[str] = []
     for spec_input in module.inputs:
@@ -98,21 +116,28 @@ def _build_lines(module: ir.Module) -> list[str]:
             ")",
         )
     for layer in module.layers:
-        feed = (
-            layer.inputs[0]
-            if len(layer.inputs) == 1
-            else f"[{', '.join(layer.inputs)}]"
-        )
+        if layer.call_keywords is not None:
+            # Separate call arguments: attention(query, value, attention_mask=mask)
+            feed = ", ".join(
+                f"{keyword}={name}" if keyword else name
+                for keyword, name in zip(layer.call_keywords, layer.inputs)
+            )
+        elif len(layer.inputs) == 1:
+            feed = layer.inputs[0]
+        else:
+            feed = f"[{', '.join(layer.inputs)}]"
         if LAYER_TYPES[layer.keras].custom:
             layer_class = layer.keras  # defined in the generated module itself
         else:
             layer_class = f"keras.layers.{layer.keras}"
-        lines += fit(
-            1,
+        head, args = (
             f"{layer.name} = {layer_class}(",
             _call_args(layer.args, layer.name),
-            f")({feed})",
         )
+        if layer.wrapped is None:
+            lines += fit(1, head, args, f")({feed})")
+        else:
+            lines += _wrapper_lines(head, layer.wrapped, args, f")({feed})")
 
     def structure(names: tuple[str, ...]) -> str:
         if len(names) == 1:
@@ -136,18 +161,29 @@ def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
     """`assign(target, <numpy>)` for one weight, on as many lines as ruff would want.
 
     A numpy chain too long for one argument line is built up in `value` over
-    several statements rather than left to ruff's fluent-call style.
+    several statements rather than left to ruff's fluent-call style. Several
+    keys are combined first (`sd["a"] + sd["b"]`), then the chain applies.
     """
-    base = f"sd[{py(port.torch_key)}]"
-    links = [
-        link
-        for transform, out_shape in zip(port.transforms, port.transform_shapes)
-        for link in transform.links(out_shape)
-    ]
+    lines: list[str] = []
+    sources = [f"sd[{py(key)}]" for key in port.torch_keys]
+    steps = zip(port.transforms, port.transform_shapes)
+    if port.transforms and port.transforms[0].combines:
+        combiner, _ = next(steps)
+        base = combiner.combine(sources)
+        if len(INDENT + "value = " + base) > LINE_LENGTH:
+            # One short statement per key, then the combination of their names.
+            names = [f"part{i}" for i in range(len(sources))]
+            lines += [f"{INDENT}{n} = {s}" for n, s in zip(names, sources)]
+            base = combiner.combine(names)
+    else:
+        (base,) = sources
+    links = [link for transform, shape in steps for link in transform.links(shape)]
+    if links and port.transforms[0].combines and port.transforms[0].operator:
+        base = f"({base})"  # (a + b).T, not a + b.T
     expr = base + "".join(links)
     if len(INDENT * 2 + expr + ",") <= LINE_LENGTH:
-        return fit(1, "assign(", [py(target), expr], ")")
-    lines, statement = [], f"{INDENT}value = {base}"
+        return lines + fit(1, "assign(", [py(target), expr], ")")
+    statement = f"{INDENT}value = {base}"
     for link in links:
         if len(statement + link) > LINE_LENGTH:
             lines.append(statement)
@@ -175,15 +211,22 @@ def _load_lines(module: ir.Module) -> list[str]:
 
 
 def _source_lines(module: ir.Module) -> list[str]:
-    lines: list[str] = []
+    # key -> (shape, Keras weights it feeds, line); a key read in chunks (a fused
+    # in_proj_weight) feeds several weights, listed in one entry.
+    sources: dict[str, tuple[ir.Shape | None, list[str], int]] = {}
     for layer in module.layers:
         for port in layer.weights:
-            lines += fit(
-                1,
-                f"{py(port.torch_key)}: (",
-                [py(port.torch_shape), py(f"{layer.name}/{port.slot}"), str(port.line)],
-                "),",
-            )
+            for key, shape in zip(port.torch_keys, port.torch_shapes):
+                entry = sources.setdefault(key, (shape, [], port.line))
+                entry[1].append(f"{layer.name}/{port.slot}")
+    lines: list[str] = []
+    for key, (shape, targets, line) in sources.items():
+        lines += fit(
+            1,
+            f"{py(key)}: (",
+            [py(shape), py(", ".join(targets)), str(line)],
+            "),",
+        )
     return lines
 
 

@@ -82,6 +82,8 @@ class _Resolver:
         outputs = []
         for position, name in enumerate(self.spec.outputs):
             name = aliases.get(name, name)
+            if name is None:
+                continue  # a block instance that failed to expand, already reported
             outputs.append(name)
             if name not in self.shapes:
                 self.report(

@@ -47,12 +47,18 @@ class BiLSTMTagger(nn.Module):
 class TransformerEncoderModel(nn.Module):
     """Embedding -> nn.TransformerEncoder (2 layers, batch_first).
 
-    `enable_nested_tensor=False`: with it on (PyTorch's default), inference
-    with a padding mask runs on nested tensors and returns zeros at padded
-    positions instead of their attention output (see tests/test_sequence.py).
+    `enable_nested_tensor=False` by default here: with it on (PyTorch's own
+    default), inference with a padding mask runs on nested tensors and returns
+    zeros at padded positions instead of what the layers compute there; the
+    real positions are the same either way (tests/test_sequence.py).
     """
 
-    def __init__(self, norm_first: bool = False, activation: str = "relu"):
+    def __init__(
+        self,
+        norm_first: bool = False,
+        activation: str = "relu",
+        enable_nested_tensor: bool = False,
+    ):
         super().__init__()
         self.embedding = nn.Embedding(VOCAB, 64, padding_idx=0)
         layer = nn.TransformerEncoderLayer(
@@ -63,7 +69,9 @@ class TransformerEncoderModel(nn.Module):
             batch_first=True,
             norm_first=norm_first,
         )
-        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(
+            layer, 2, enable_nested_tensor=enable_nested_tensor
+        )
 
     def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # PyTorch's key_padding_mask is True where a key is padding.

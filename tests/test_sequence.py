@@ -133,3 +133,71 @@ def test_bidirectional_model_saves_and_reloads_in_safe_mode(tmp_path):
         parity.torch_output(torch_model, ids),
         parity.keras_sequence_output(reloaded, ids),
     )
+
+
+# --- attention models --------------------------------------------------------
+
+
+def _encoder_outputs(torch_model, keras_model, seed=5):
+    import torch
+
+    ids, mask = parity.random_tokens(4, 16, VOCAB, seed=seed)
+    assert (mask == 0).any()  # padded positions are part of the comparison
+    with torch.no_grad():
+        expected = torch_model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    actual = parity.keras_sequence_output(
+        keras_model, {"ids": ids, "attention_mask": mask}
+    )
+    return ids, mask, expected, actual
+
+
+@pytest.mark.parametrize(
+    "name, factory",
+    [
+        ("transformer_encoder", "examples.sequence:TransformerEncoderModel"),
+        (
+            "transformer_encoder_prenorm",
+            "examples.sequence:transformer_encoder_prenorm",
+        ),
+    ],
+)
+def test_transformer_encoder_matches_pytorch(name, factory, tmp_path):
+    torch_model = parity.randomize_(parity.build(factory), seed=3)
+    keras_model = _convert(name, torch_model, tmp_path)
+    ids, mask, expected, actual = _encoder_outputs(torch_model, keras_model)
+    _check(name, expected, actual)
+    padded = mask == 0
+    print(
+        f"  at padded positions: {parity.max_abs_error(expected[padded], actual[padded]):.3g}"
+    )
+
+    # The mask is really applied: without it, the real positions of padded rows change.
+    unmasked = parity.keras_sequence_output(
+        keras_model, {"ids": ids, "attention_mask": np.ones_like(mask)}
+    )
+    real_of_padded_rows = (mask == 1) & padded.any(axis=1, keepdims=True)
+    assert (
+        parity.max_abs_error(
+            expected[real_of_padded_rows], unmasked[real_of_padded_rows]
+        )
+        > 1e-2
+    )
+
+
+def test_pytorch_nested_tensor_fast_path_zeroes_padded_positions(tmp_path):
+    """PyTorch's default (enable_nested_tensor=True) returns 0 at padded
+    positions at inference; the converted model computes them as the layers
+    define (what enable_nested_tensor=False gives). Real positions agree."""
+    from examples.sequence import TransformerEncoderModel
+
+    torch_model = parity.randomize_(
+        parity.build("examples.sequence:TransformerEncoderModel"), 3
+    )
+    nested = TransformerEncoderModel(enable_nested_tensor=True).eval()
+    nested.load_state_dict(torch_model.state_dict())
+    keras_model = _convert("transformer_encoder", torch_model, tmp_path)
+    ids, mask, expected, actual = _encoder_outputs(nested, keras_model)
+    real, padded = mask == 1, mask == 0
+    assert np.abs(expected[padded]).max() == 0.0
+    assert np.abs(actual[padded]).max() > 0.1
+    assert parity.max_abs_error(expected[real], actual[real]) <= TOLERANCE

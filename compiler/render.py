@@ -144,17 +144,35 @@ def _build_lines(module: ir.Module) -> list[str]:
             return names[0]
         return "{" + ", ".join(f"{py(n)}: {n}" for n in names) + "}"
 
-    lines += fit(
-        1,
-        "return keras.Model(",
-        [
-            f"inputs={structure(tuple(i.name for i in module.inputs))}",
-            f"outputs={structure(module.outputs)}",
-            f"name={py(module.name)}",
-        ],
-        ")",
-    )
+    items = [
+        f"inputs={structure(tuple(i.name for i in module.inputs))}",
+        f"outputs={structure(module.outputs)}",
+        f"name={py(module.name)}",
+    ]
+    call = fit(1, "return keras.Model(", items, ")")
+    if len(call) == 1 or all(len(f"{INDENT * 2}{i},") <= LINE_LENGTH for i in items):
+        return lines + call
+    # A dict of many inputs or outputs is too long for its line: explode it too.
+    lines.append(f"{INDENT}return keras.Model(")
+    for keyword, names in (
+        ("inputs", tuple(i.name for i in module.inputs)),
+        ("outputs", module.outputs),
+    ):
+        item = f"{keyword}={structure(names)}"
+        if len(f"{INDENT * 2}{item},") <= LINE_LENGTH:
+            lines.append(f"{INDENT * 2}{item},")
+        else:
+            lines += fit(2, f"{keyword}={{", [f"{py(n)}: {n}" for n in names], "},")
+    lines += [f"{INDENT * 2}name={py(module.name)},", f"{INDENT})"]
     return lines
+
+
+def _read_lines(name: str, key: str) -> list[str]:
+    """`name = sd["key"]`, split the way ruff splits a subscript too long for a line."""
+    line = f"{INDENT}{name} = sd[{py(key)}]"
+    if len(line) <= LINE_LENGTH:
+        return [line]
+    return [f"{INDENT}{name} = sd[", f"{INDENT * 2}{py(key)}", f"{INDENT}]"]
 
 
 def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
@@ -167,29 +185,37 @@ def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
     lines: list[str] = []
     sources = [f"sd[{py(key)}]" for key in port.torch_keys]
     steps = zip(port.transforms, port.transform_shapes)
-    if port.transforms and port.transforms[0].combines:
-        combiner, _ = next(steps)
+    combiner = port.transforms[0] if port.transforms[:1] else None
+    if combiner is not None and combiner.combines:
+        next(steps)
         base = combiner.combine(sources)
         if len(INDENT + "value = " + base) > LINE_LENGTH:
             # One short statement per key, then the combination of their names.
             names = [f"part{i}" for i in range(len(sources))]
-            lines += [f"{INDENT}{n} = {s}" for n, s in zip(names, sources)]
+            for name, key in zip(names, port.torch_keys):
+                lines += _read_lines(name, key)
             base = combiner.combine(names)
     else:
+        combiner = None
         (base,) = sources
     links = [link for transform, shape in steps for link in transform.links(shape)]
-    if links and port.transforms[0].combines and port.transforms[0].operator:
+    if links and combiner is not None and combiner.operator:
         base = f"({base})"  # (a + b).T, not a + b.T
     expr = base + "".join(links)
     if len(INDENT * 2 + expr + ",") <= LINE_LENGTH:
         return lines + fit(1, "assign(", [py(target), expr], ")")
+    bare = f"{INDENT}value = value"
     statement = f"{INDENT}value = {base}"
+    if len(statement) > LINE_LENGTH and combiner is None:
+        lines += _read_lines("value", port.torch_keys[0])
+        statement = bare
     for link in links:
-        if len(statement + link) > LINE_LENGTH:
+        if len(statement + link) > LINE_LENGTH and statement != bare:
             lines.append(statement)
-            statement = f"{INDENT}value = value"
+            statement = bare
         statement += link
-    lines.append(statement)
+    if statement != bare:
+        lines.append(statement)
     return lines + fit(1, "assign(", [py(target), "value"], ")")
 
 

@@ -201,3 +201,92 @@ def test_pytorch_nested_tensor_fast_path_zeroes_padded_positions(tmp_path):
     assert np.abs(expected[padded]).max() == 0.0
     assert np.abs(actual[padded]).max() > 0.1
     assert parity.max_abs_error(expected[real], actual[real]) <= TOLERANCE
+
+
+# --- BERT ------------------------------------------------------------------
+
+
+def _bert_inputs(seed=5):
+    ids, mask = parity.random_tokens(4, 16, VOCAB, seed=seed)
+    # Two segments, as for a sentence pair: token type 1 from position 8 on.
+    token_types = np.broadcast_to((np.arange(16) >= 8).astype(np.int64), ids.shape)
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "token_type_ids": np.ascontiguousarray(token_types),
+    }
+
+
+def _bert_outputs(torch_model, keras_model, inputs):
+    import torch
+
+    with torch.no_grad():
+        out = torch_model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+    actual = parity.keras_sequence_output(keras_model, inputs)
+    return (
+        (out.last_hidden_state.numpy(), actual["encoder_1_output_norm"]),
+        (out.pooler_output.numpy(), actual["pooler"]),
+    )
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_bert_matches_transformers(suffix, tmp_path):
+    torch_model = parity.randomize_(parity.build("examples.sequence:bert_small"), 3)
+    keras_model = _convert("bert_small", torch_model, tmp_path, suffix)
+    inputs = _bert_inputs()
+    assert (inputs["attention_mask"] == 0).any()
+    (hidden, keras_hidden), (pooled, keras_pooled) = _bert_outputs(
+        torch_model, keras_model, inputs
+    )
+    _check("bert_small last_hidden_state", hidden, keras_hidden)
+    _check("bert_small pooler_output", pooled, keras_pooled)
+
+
+def test_bert_with_custom_position_layer_saves_and_reloads(tmp_path):
+    import keras
+
+    torch_model = parity.randomize_(parity.build("examples.sequence:bert_small"), 4)
+    keras_model = _convert("bert_small", torch_model, tmp_path)
+    keras_model.save(tmp_path / "bert.keras")
+    reloaded = keras.saving.load_model(tmp_path / "bert.keras", safe_mode=True)
+    assert "Lambda" not in {type(layer).__name__ for layer in reloaded.layers}
+    inputs = _bert_inputs(seed=6)
+    for expected, actual in _bert_outputs(torch_model, reloaded, inputs):
+        _check("bert_small reloaded", expected, actual)
+
+
+# --- rendering -------------------------------------------------------------
+
+
+def test_long_names_and_keys_render_ruff_stable(tmp_path):
+    """Long layer names and keys take the multi-line forms (a wrapped layer
+    exploded, a combination of keys built up in statements); ruff keeps them."""
+    from tests.test_drift import _ruff
+
+    prefix = "encoder.stack_of_recurrent_layers_with_a_long_name"
+    name = "bidirectional_recurrent_layer_with_a_rather_long_name"
+    generated = compile_inline(
+        tmp_path,
+        f"""\
+        spec: 1
+        name: long_names
+        inputs:
+          tokens_with_a_long_input_name: {{shape: [6], dtype: int64}}
+        layers:
+          - {{name: embedding, keras: Embedding, torch: emb, args: {{input_dim: 10, output_dim: 4}}}}
+          - {{name: {name}, keras: Bidirectional, torch: {prefix}, args: {{layer: GRU, units: 8, return_sequences: true, use_bias: true}}}}
+        outputs: [{name}]
+        """,
+    )
+    source = generated.source
+    assert (
+        f"    {name} = keras.layers.Bidirectional(\n        keras.layers.GRU(\n"
+        in source
+    )
+    assert f'    part0 = sd["{prefix}.bias_ih_l0"]\n' in source
+    path = generated.output_path
+    check = _ruff("format", "--check", "--diff", str(path))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert _ruff("check", str(path)).returncode == 0
+    module = parity.import_generated(path)
+    assert len(module.build_model().weights) == 1 + 6

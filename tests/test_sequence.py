@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from compiler import parity
 from tests.conftest import GENERATED, SPECS
@@ -139,8 +141,6 @@ def test_bidirectional_model_saves_and_reloads_in_safe_mode(tmp_path):
 
 
 def _encoder_outputs(torch_model, keras_model, seed=5):
-    import torch
-
     ids, mask = parity.random_tokens(4, 16, VOCAB, seed=seed)
     assert (mask == 0).any()  # padded positions are part of the comparison
     with torch.no_grad():
@@ -218,8 +218,6 @@ def _bert_inputs(seed=5):
 
 
 def _bert_outputs(torch_model, keras_model, inputs):
-    import torch
-
     with torch.no_grad():
         out = torch_model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
     actual = parity.keras_sequence_output(keras_model, inputs)
@@ -290,3 +288,75 @@ def test_long_names_and_keys_render_ruff_stable(tmp_path):
     assert _ruff("check", str(path)).returncode == 0
     module = parity.import_generated(path)
     assert len(module.build_model().weights) == 1 + 6
+
+
+# --- recurrent layer semantics -----------------------------------------------
+
+
+class _LastStates(nn.Module):
+    """A PyTorch RNN returning its last layer's final state(s), both directions
+    concatenated: what a Keras RNN gives with return_sequences false."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x):
+        _, state = self.rnn(x)
+        if isinstance(state, tuple):  # LSTM: (h_n, c_n)
+            state = state[0]
+        directions = 2 if self.rnn.bidirectional else 1
+        return torch.cat(list(state[-directions:]), dim=-1)
+
+
+def _rnn_parity(tmp_path, torch_rnn, layers_yaml, x_keras, x_torch, name):
+    generated = compile_inline(
+        tmp_path,
+        f"""\
+        spec: 1
+        name: {name}
+        inputs:
+          x: {{shape: {list(x_keras.shape[1:])}}}
+        layers:
+        {layers_yaml}
+        outputs: [out]
+        """,
+        name=name,
+    )
+    model = parity.randomize_(_LastStates(torch_rnn).eval(), seed=2)
+    checkpoint = parity.save_checkpoint(model, tmp_path / f"{name}.safetensors")
+    keras_model = parity.import_generated(generated.output_path).convert(checkpoint)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x_torch)).numpy()
+    actual = parity.keras_sequence_output(keras_model, x_keras)
+    return _check(name, expected, actual)
+
+
+def test_stacked_bidirectional_gru_last_state_is_pytorch_h_n(tmp_path):
+    x = parity.random_input((3, 7, 5), seed=1)
+    _rnn_parity(
+        tmp_path,
+        nn.GRU(5, 6, num_layers=2, bidirectional=True, batch_first=True),
+        """\
+          - {name: l0, keras: Bidirectional, torch: rnn, args: {layer: GRU, units: 6, return_sequences: true}}
+                  - {name: out, keras: Bidirectional, torch: rnn, args: {layer: GRU, units: 6, torch_layer: 1}}""",
+        x,
+        x,
+        "bigru",
+    )
+
+
+def test_rnn_without_batch_first_takes_the_input_transposed(tmp_path):
+    """The weights are the same; only the PyTorch input is (time, batch, features)."""
+
+    x = parity.random_input((3, 7, 5), seed=1)  # Keras: (batch, time, features)
+    _rnn_parity(
+        tmp_path,
+        nn.LSTM(5, 6, num_layers=2),  # batch_first=False
+        """\
+          - {name: l0, keras: LSTM, torch: rnn, args: {units: 6, return_sequences: true}}
+                  - {name: out, keras: LSTM, torch: rnn, args: {units: 6, torch_layer: 1}}""",
+        x,
+        np.ascontiguousarray(x.transpose(1, 0, 2)),
+        "lstm_time_major",
+    )

@@ -4,10 +4,15 @@ Each entry is one small class that knows, for its Keras layer type:
 - `Args`: the typed arguments a spec may pass (pydantic; nothing else is accepted,
   so no import strings, no Lambda, no custom objects);
 - `output_shape`: shape inference, batch axis omitted, Keras (channels-last) layout;
-- `weight_shapes`: the Keras weight slots and their shapes, in Keras's own order;
-- `default_rule`: how `torch: PATH` fills each slot from PyTorch's naming
-  (`PATH.weight`, `PATH.bias`, ...) and which transforms bring it into Keras layout;
-- `ignored_suffixes`: PyTorch buffers the layer deliberately does not read.
+- `weight_shapes`: the Keras weight slots and their shapes, in Keras's own order
+  (a slot is the variable's path inside the layer: `kernel`, `gru_cell/bias`);
+- `default_rule` (or `rules(args)` where it depends on the arguments): how
+  `torch: PATH` fills each slot from PyTorch's naming (`PATH.weight`,
+  `PATH.bias`, or several keys combined, e.g. an LSTM's two biases) and which
+  transforms bring it into Keras layout;
+- `ignored_suffixes`: PyTorch buffers the layer deliberately does not read;
+- `call_keywords` / `wrapped`: for layers called or constructed unusually
+  (MultiHeadAttention's attention_mask=, Bidirectional's inner layer).
 
 This module is pure Python: the compile path never imports keras.
 """

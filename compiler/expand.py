@@ -9,7 +9,9 @@ A block is a parametrised sub-graph defined once under `blocks:`. Each use in
 - a layer whose `when` is false is left out, and whatever read it reads its
   (first) input instead: an omitted downsample path becomes the identity
   shortcut, an omitted residual Add([main, input]) the main path;
-- `input` inside a block is what the instance is fed.
+- `input` inside a block is what the instance is fed; a `$param` in a block
+  layer's `inputs` names a layer or input outside the block (given by the
+  instance, e.g. the attention mask every encoder layer reads).
 
 Every flat layer keeps the spec location it came from, plus, for block layers,
 the instance it belongs to, so errors point at the right line and name it.
@@ -107,7 +109,7 @@ class _Expander:
         if torch_prefix:
             torch = f"{torch_prefix}.{torch}" if torch else None
             weights = {
-                slot: w.model_copy(update={"from_": f"{torch_prefix}.{w.from_}"})
+                slot: w.model_copy(update={"from_": _prefixed(torch_prefix, w.from_)})
                 for slot, w in weights.items()
             }
         inputs, input_locs = feed
@@ -155,6 +157,13 @@ class _Expander:
                 return None
             feed = (output,), (loc,)
         return output
+
+    def outside(self, ref: str, params: dict[str, Any]) -> str | None:
+        """The flat layer a `$param` input names outside the block, if any."""
+        value = params.get(ref[1:])
+        if not isinstance(value, str):
+            return None
+        return self.aliases.get(value)
 
     def instance(self, item, loc, feed, name, torch_prefix, args) -> str | None:
         block_name = item.block
@@ -219,6 +228,28 @@ class _Expander:
             else:
                 names, locs = [], []
                 for i, ref in enumerate(layer.inputs):
+                    if ref.startswith("$"):
+                        # A parameter naming a layer or input outside the block
+                        # (an attention mask every instance reads).
+                        outside = self.outside(ref, params)
+                        if outside is None:
+                            value = params.get(ref[1:], ref)
+                            hint = (
+                                did_you_mean(value, self.aliases)
+                                if isinstance(value, str)
+                                else ""
+                            )
+                            self.report(
+                                layer_loc + ("inputs", i),
+                                errors.DANGLING_REFERENCE,
+                                f"{ref} is {value!r}, which names no input or layer "
+                                f"before the block instance{hint}",
+                                context,
+                            )
+                            return None
+                        names.append(outside)
+                        locs.append(layer_loc + ("inputs", i))
+                        continue
                     if ref not in local:
                         self.report(
                             layer_loc + ("inputs", i),
@@ -261,6 +292,13 @@ class _Expander:
             )
             return None
         return local[output]
+
+
+def _prefixed(prefix: str, keys: str | list[str]) -> str | list[str]:
+    """A block's `from:` key(s), under the instance's PyTorch path."""
+    if isinstance(keys, str):
+        return f"{prefix}.{keys}"
+    return [f"{prefix}.{key}" for key in keys]
 
 
 def _is_torch_path(value: Any) -> bool:

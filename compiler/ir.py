@@ -23,17 +23,44 @@ class Input:
 
 @dataclass(frozen=True)
 class WeightPort:
-    """One Keras weight filled from one PyTorch key."""
+    """One Keras weight filled from one PyTorch key, or from several keys that
+    its first transform combines (an LSTM bias is bias_ih + bias_hh)."""
 
-    slot: str  # Keras variable name inside the layer: "kernel", "gamma", ...
+    slot: str  # Keras variable path inside the layer: "kernel", "lstm_cell/bias", ...
     keras_shape: Shape
-    torch_key: str
-    torch_shape: Shape | None  # None where a reshape makes it unknowable
+    torch_keys: tuple[str, ...]
+    torch_shapes: tuple[Shape | None, ...]  # None where a reshape makes it unknowable
     transforms: tuple[Transform, ...]
     # Output shape of each transform, aligned with `transforms`.
     transform_shapes: tuple[Shape | None, ...]
     explicit: bool  # mapped under `weights:` rather than by the layer's default rule
     line: int
+
+    @property
+    def torch_key(self) -> str:
+        """The PyTorch key of a single-source weight."""
+        return self._single(self.torch_keys)
+
+    @property
+    def torch_shape(self) -> Shape | None:
+        return self._single(self.torch_shapes)
+
+    def _single(self, values):
+        if len(values) != 1:
+            raise ValueError(
+                f"weight {self.slot!r} reads {len(values)} PyTorch keys "
+                f"{self.torch_keys}: use torch_keys / torch_shapes"
+            )
+        return values[0]
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """The layer a wrapper (Bidirectional) is constructed around."""
+
+    keras: str
+    args: tuple[tuple[str, Any], ...]
+    name: str
 
 
 @dataclass(frozen=True)
@@ -46,6 +73,10 @@ class Layer:
     torch: str | None  # the paired PyTorch module path
     weights: tuple[WeightPort, ...]
     line: int
+    # None: called on one tensor or a list; else, per input, "" (positional) or
+    # the keyword it is passed as (MultiHeadAttention's attention_mask=).
+    call_keywords: tuple[str, ...] | None = None
+    wrapped: Wrapped | None = None
     instance: str = ""  # the block instance it belongs to, described; "" at top level
 
 

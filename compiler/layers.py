@@ -4,10 +4,15 @@ Each entry is one small class that knows, for its Keras layer type:
 - `Args`: the typed arguments a spec may pass (pydantic; nothing else is accepted,
   so no import strings, no Lambda, no custom objects);
 - `output_shape`: shape inference, batch axis omitted, Keras (channels-last) layout;
-- `weight_shapes`: the Keras weight slots and their shapes, in Keras's own order;
-- `default_rule`: how `torch: PATH` fills each slot from PyTorch's naming
-  (`PATH.weight`, `PATH.bias`, ...) and which transforms bring it into Keras layout;
-- `ignored_suffixes`: PyTorch buffers the layer deliberately does not read.
+- `weight_shapes`: the Keras weight slots and their shapes, in Keras's own order
+  (a slot is the variable's path inside the layer: `kernel`, `gru_cell/bias`);
+- `default_rule` (or `rules(args)` where it depends on the arguments): how
+  `torch: PATH` fills each slot from PyTorch's naming (`PATH.weight`,
+  `PATH.bias`, or several keys combined, e.g. an LSTM's two biases) and which
+  transforms bring it into Keras layout;
+- `ignored_suffixes`: PyTorch buffers the layer deliberately does not read;
+- `call_keywords` / `wrapped`: for layers called or constructed unusually
+  (MultiHeadAttention's attention_mask=, Bidirectional's inner layer).
 
 This module is pure Python: the compile path never imports keras.
 """
@@ -27,11 +32,26 @@ from pydantic import (
     StrictInt,
 )
 
-from .transforms import ConvKernel, DepthwiseKernel, Shape, Transform, Transpose
+from .transforms import (
+    Chunk,
+    ConvKernel,
+    DepthwiseKernel,
+    Gates,
+    Shape,
+    SplitAxis,
+    Stack,
+    Sum,
+    Transform,
+    Transpose,
+)
 
 
 class ShapeError(ValueError):
     """A layer does not accept the shapes it is given."""
+
+
+# A default weight rule: PyTorch key suffix(es) and the transforms to apply.
+Rule = tuple[str | tuple[str, ...], tuple[Transform, ...]]
 
 
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
@@ -68,13 +88,16 @@ class Args(BaseModel):
     # Keras default differs from PyTorch's (BatchNorm epsilon, ...): the
     # generated code must never silently take Keras's default.
     always_render: ClassVar[tuple[str, ...]] = ()
+    # Arguments that steer the compiler (which PyTorch keys to read, how to wire
+    # the call) rather than the Keras constructor: never rendered into it.
+    spec_only: ClassVar[tuple[str, ...]] = ()
 
     def rendered(self) -> dict[str, Any]:
         explicit = self.model_dump(exclude_unset=True)
         names = [
             n
             for n in type(self).model_fields
-            if n in explicit or n in self.always_render
+            if (n in explicit or n in self.always_render) and n not in self.spec_only
         ]
         return {n: getattr(self, n) for n in names}
 
@@ -123,8 +146,9 @@ class LayerType:
     Args: ClassVar[type[Args]] = NoArgs
     min_inputs: ClassVar[int] = 1
     max_inputs: ClassVar[int | None] = 1
-    # slot -> (PyTorch suffix, transforms); see the module docstring.
-    default_rule: ClassVar[dict[str, tuple[str, tuple[Transform, ...]]]] = {}
+    # slot -> (PyTorch suffix, transforms); see the module docstring. A tuple of
+    # suffixes names several keys, which the first transform combines (sum, ...).
+    default_rule: ClassVar[dict[str, Rule]] = {}
     ignored_suffixes: ClassVar[tuple[str, ...]] = ()
     # Set for layers Keras lacks: the generated module defines the class itself
     # from templates/layers/<keras>.py.jinja (keras.ops only, serialisable).
@@ -137,6 +161,23 @@ class LayerType:
     @classmethod
     def weight_shapes(cls, args: Args, inputs: list[Shape]) -> dict[str, Shape]:
         return {}
+
+    @classmethod
+    def rules(cls, args: Args) -> dict[str, Rule]:
+        """The default weight rule for these arguments (most layers: a fixed one)."""
+        return cls.default_rule
+
+    @classmethod
+    def call_keywords(cls, args: Args, count: int) -> tuple[str, ...] | None:
+        """How the inputs are passed when the layer is called: None for Keras's
+        usual one tensor or list of tensors; else one entry per input, "" for a
+        positional argument or the keyword it is passed as."""
+        return None
+
+    @classmethod
+    def wrapped(cls, args: Args) -> tuple[str, dict[str, Any], str] | None:
+        """For a wrapper layer: (Keras class, arguments, name) of the layer it wraps."""
+        return None
 
 
 # --- layers with weights ---------------------------------------------------
@@ -618,6 +659,10 @@ class EmbeddingArgs(Args):
 
 
 class Embedding(LayerType):
+    """PyTorch Embedding. Its padding_idx only stops gradients reaching that row
+    (and zeroes it at initialisation): at inference the row is looked up like
+    any other, so the weight copies as is and Keras needs no mask_zero."""
+
     keras = "Embedding"
     Args = EmbeddingArgs
     default_rule = {"embeddings": ("weight", ())}
@@ -698,6 +743,360 @@ class TorchAveragePooling2D(_TorchPool2D):
     Args = TorchAveragePooling2DArgs
 
 
+class Cropping1DArgs(Args):
+    cropping: NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] = 1
+
+
+class Cropping1D(LayerType):
+    """Drop steps from the start and end of a sequence: BERT's pooler reads the
+    first token as Cropping1D((0, length - 1)) and a Flatten."""
+
+    keras = "Cropping1D"
+    Args = Cropping1DArgs
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, 2, cls.keras, "steps, features")
+        start, end = _pair(args.cropping)
+        if start + end >= shape[0]:
+            raise ShapeError(f"cropping {start} + {end} leaves no step of {shape[0]}")
+        return (shape[0] - start - end, shape[1])
+
+
+# --- sequence layers --------------------------------------------------------
+
+
+class RNNArgs(Args):
+    units: PositiveInt
+    return_sequences: StrictBool = False
+    use_bias: StrictBool = True
+    # Which layer of a multi-layer PyTorch LSTM/GRU (num_layers > 1) this Keras
+    # layer is: it reads the keys weight_ih_l{torch_layer}, ... One Keras layer
+    # per PyTorch layer, each feeding the next with return_sequences: true.
+    torch_layer: NonNegativeInt = 0
+    spec_only = ("torch_layer",)
+
+
+class LSTMArgs(RNNArgs):
+    pass
+
+
+class GRUArgs(RNNArgs):
+    # PyTorch's GRU applies the reset gate after the recurrent matmul, which is
+    # Keras's reset_after=True (its default, stated so a reader need not know);
+    # reset_after=False is a different model with no PyTorch counterpart.
+    reset_after: Literal[True] = True
+    always_render = ("reset_after",)
+
+
+class _RNN(LayerType):
+    """A PyTorch LSTM/GRU layer (batch_first or not: the weights are the same).
+
+    Keras RNNs are always batch-first: a PyTorch model without batch_first
+    takes (time, batch, features), so give the Keras model the input with its
+    first two axes swapped. The output is the whole sequence
+    (return_sequences: true) or the last step, which is PyTorch's h_n for this
+    layer and direction.
+    """
+
+    cell: ClassVar[str]  # the Keras cell's name, part of every weight's path
+    gates: ClassVar[int]
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, 2, cls.keras, "steps, features")
+        return (shape[0], args.units) if args.return_sequences else (args.units,)
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        width = cls.gates * args.units
+        slots = {
+            f"{cls.cell}/kernel": (inputs[0][-1], width),
+            f"{cls.cell}/recurrent_kernel": (args.units, width),
+        }
+        if args.use_bias:
+            slots[f"{cls.cell}/bias"] = cls.bias_shape(args)
+        return slots
+
+    @classmethod
+    def bias_shape(cls, args) -> Shape:
+        return (cls.gates * args.units,)
+
+    @classmethod
+    def cell_rules(cls, args, direction: str = "") -> dict[str, Rule]:
+        """Slot -> rule for one direction ("" or "_reverse") of PyTorch layer l."""
+        raise NotImplementedError
+
+    @classmethod
+    def rules(cls, args):
+        return cls.cell_rules(args)
+
+
+class LSTM(_RNN):
+    """PyTorch LSTM. Both order the gates (input, forget, cell, output), so the
+    kernels only transpose; the two PyTorch biases are one sum in Keras."""
+
+    keras = "LSTM"
+    Args = LSTMArgs
+    cell = "lstm_cell"
+    gates = 4
+
+    @classmethod
+    def cell_rules(cls, args, direction=""):
+        tag = f"_l{args.torch_layer}{direction}"
+        return {
+            f"{cls.cell}/kernel": (f"weight_ih{tag}", (Transpose(),)),
+            f"{cls.cell}/recurrent_kernel": (f"weight_hh{tag}", (Transpose(),)),
+            f"{cls.cell}/bias": ((f"bias_ih{tag}", f"bias_hh{tag}"), (Sum(),)),
+        }
+
+
+# PyTorch's GRU gates are (reset, update, new); Keras's (update, reset, candidate).
+GRU_GATES = Gates((1, 0, 2))
+
+
+class GRU(_RNN):
+    """PyTorch GRU: its gates reordered for Keras, its two biases stacked."""
+
+    keras = "GRU"
+    Args = GRUArgs
+    cell = "gru_cell"
+    gates = 3
+
+    @classmethod
+    def bias_shape(cls, args):
+        return (2, cls.gates * args.units)  # input and recurrent bias (reset_after)
+
+    @classmethod
+    def cell_rules(cls, args, direction=""):
+        tag = f"_l{args.torch_layer}{direction}"
+        return {
+            f"{cls.cell}/kernel": (f"weight_ih{tag}", (Transpose(), GRU_GATES)),
+            f"{cls.cell}/recurrent_kernel": (
+                f"weight_hh{tag}",
+                (Transpose(), GRU_GATES),
+            ),
+            f"{cls.cell}/bias": (
+                (f"bias_ih{tag}", f"bias_hh{tag}"),
+                (Stack(), GRU_GATES),
+            ),
+        }
+
+
+class BidirectionalArgs(Args):
+    layer: Literal["LSTM", "GRU"]
+    units: PositiveInt
+    return_sequences: StrictBool = False
+    use_bias: StrictBool = True
+    torch_layer: NonNegativeInt = 0  # as for LSTM/GRU
+    # PyTorch concatenates the forward and backward outputs, in that order.
+    merge_mode: Literal["concat"] = "concat"
+    always_render = ("merge_mode",)
+    spec_only = ("layer", "units", "return_sequences", "use_bias", "torch_layer")
+
+
+class Bidirectional(LayerType):
+    """A bidirectional PyTorch LSTM/GRU layer: the forward direction reads
+    weight_ih_l{k}, ..., the backward one weight_ih_l{k}_reverse, ...
+
+    With return_sequences: false the output is (forward last step, backward
+    last step), PyTorch's (h_n[-2], h_n[-1]) concatenated.
+    """
+
+    keras = "Bidirectional"
+    Args = BidirectionalArgs
+
+    @classmethod
+    def _inner(cls, args) -> tuple[type[_RNN], RNNArgs]:
+        rnn = LSTM if args.layer == "LSTM" else GRU
+        inner_args = rnn.Args(
+            units=args.units,
+            return_sequences=args.return_sequences,
+            use_bias=args.use_bias,
+            torch_layer=args.torch_layer,
+        )
+        return rnn, inner_args
+
+    @classmethod
+    def _name(cls, args) -> str:
+        # A fixed name: Keras would otherwise number it per session (lstm_3),
+        # and the weights' paths would change with it.
+        return args.layer.lower()
+
+    @classmethod
+    def wrapped(cls, args):
+        rnn, inner_args = cls._inner(args)
+        # The inner layer's own arguments, in the order its type declares them.
+        explicit = {
+            key: value
+            for key, value in inner_args.rendered().items()
+            if key in args.model_fields_set or key in inner_args.always_render
+        }
+        return rnn.keras, explicit, cls._name(args)
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        rnn, inner_args = cls._inner(args)
+        *steps, units = rnn.output_shape(inner_args, inputs)
+        return (*steps, 2 * units)
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        rnn, inner_args = cls._inner(args)
+        cell = rnn.weight_shapes(inner_args, inputs)
+        return {
+            f"{direction}_{cls._name(args)}/{slot}": shape
+            for direction in ("forward", "backward")
+            for slot, shape in cell.items()
+        }
+
+    @classmethod
+    def rules(cls, args):
+        rnn, inner_args = cls._inner(args)
+        return {
+            f"{direction}_{cls._name(args)}/{slot}": rule
+            for direction, suffix in (("forward", ""), ("backward", "_reverse"))
+            for slot, rule in rnn.cell_rules(inner_args, suffix).items()
+        }
+
+
+class MultiHeadAttentionArgs(Args):
+    num_heads: PositiveInt
+    key_dim: PositiveInt
+    value_dim: PositiveInt | None = None
+    dropout: Rate = 0.0  # inference: no effect, as in PyTorch's eval mode
+    use_bias: StrictBool = True
+    # true: the last input is the attention mask, passed as attention_mask=
+    # (shape (1, S) or (T, S) per example, 1 where a query may attend to a key:
+    # a PyTorch key_padding_mask, inverted and reshaped to (1, S)).
+    attention_mask: StrictBool = False
+    spec_only = ("attention_mask",)
+
+
+class MultiHeadAttention(LayerType):
+    """PyTorch MultiheadAttention (batch_first) and other scaled dot-product
+    attention: inputs [query, value] or [query, value, key], then the mask.
+
+    The default rule reads nn.MultiheadAttention's fused in_proj_weight: rows
+    chunk 0, 1, 2 of 3 are the query, key and value projections, each
+    transposed and split into (embed, heads, head_dim); out_proj becomes
+    (heads, head_dim, embed). Keras scales the query by 1/sqrt(key_dim) as
+    PyTorch does by 1/sqrt(head_dim).
+    """
+
+    keras = "MultiHeadAttention"
+    Args = MultiHeadAttentionArgs
+    min_inputs = 2
+    max_inputs = 4
+
+    @classmethod
+    def _split(cls, args, inputs):
+        """(query, value, key, mask) shapes; key and mask may be None."""
+        count = len(inputs) - args.attention_mask
+        if count not in (2, 3):
+            expected = "[query, value] or [query, value, key]"
+            if args.attention_mask:
+                expected += ", then the mask"
+            raise ShapeError(f"takes inputs {expected}, got {len(inputs)} input(s)")
+        query, value = inputs[0], inputs[1]
+        key = inputs[2] if count == 3 else None
+        mask = inputs[-1] if args.attention_mask else None
+        return query, value, key, mask
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        query, value, key, mask = cls._split(args, inputs)
+        for what, shape in (("query", query), ("value", value), ("key", key)):
+            if shape is not None:
+                _rank(shape, 2, cls.keras, f"{what}: steps, features")
+        if key is not None and key[0] != value[0]:
+            raise ShapeError(f"key {key} and value {value} differ in length")
+        if mask is not None and mask not in ((1, value[0]), (query[0], value[0])):
+            raise ShapeError(
+                f"the attention mask must have shape (1, {value[0]}) or "
+                f"({query[0]}, {value[0]}) per example, got {mask}; feed a "
+                f"(batch, {value[0]}) padding mask through a Reshape layer with "
+                f"target_shape: [1, {value[0]}]"
+            )
+        return query
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        query, value, key, _ = cls._split(args, inputs)
+        key = value if key is None else key
+        heads, key_dim = args.num_heads, args.key_dim
+        value_dim = args.value_dim or key_dim
+        dims = {
+            "query": (query, key_dim),
+            "key": (key, key_dim),
+            "value": (value, value_dim),
+        }
+        slots = {}
+        for name, (shape, dim) in dims.items():
+            slots[f"{name}/kernel"] = (shape[-1], heads, dim)
+            if args.use_bias:
+                slots[f"{name}/bias"] = (heads, dim)
+        slots["attention_output/kernel"] = (heads, value_dim, query[-1])
+        if args.use_bias:
+            slots["attention_output/bias"] = (query[-1],)
+        return slots
+
+    @classmethod
+    def rules(cls, args):
+        heads = args.num_heads
+        slots = {}
+        for index, name in enumerate(("query", "key", "value")):
+            rows = Chunk(index, 3)
+            slots[f"{name}/kernel"] = (
+                "in_proj_weight",
+                (rows, Transpose(), SplitAxis(1, heads)),
+            )
+            slots[f"{name}/bias"] = ("in_proj_bias", (rows, SplitAxis(0, heads)))
+        slots["attention_output/kernel"] = (
+            "out_proj.weight",
+            (Transpose(), SplitAxis(0, heads)),
+        )
+        slots["attention_output/bias"] = ("out_proj.bias", ())
+        return slots
+
+    @classmethod
+    def call_keywords(cls, args, count):
+        positional = ("",) * (count - args.attention_mask)
+        return positional + (("attention_mask",) if args.attention_mask else ())
+
+
+class PositionEmbeddingArgs(Args):
+    input_dim: PositiveInt  # PyTorch's max_position_embeddings
+    output_dim: PositiveInt
+
+
+class PositionEmbedding(LayerType):
+    """Learned absolute positions, as BERT's position_embeddings over
+    position_ids = arange(length): reads any (steps, ...) input only for its
+    length and gives the first `steps` rows of its table, for every example."""
+
+    keras = "PositionEmbedding"
+    Args = PositionEmbeddingArgs
+    custom = True
+    default_rule = {"embeddings": ("weight", ())}
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        if not shape or shape[0] > args.input_dim:
+            raise ShapeError(
+                f"a sequence of {shape[0] if shape else 0} steps needs at most "
+                f"input_dim={args.input_dim} positions"
+            )
+        return (shape[0], args.output_dim)
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        return {"embeddings": (args.input_dim, args.output_dim)}
+
+
 LAYER_TYPES: dict[str, type[LayerType]] = {
     layer.keras: layer
     for layer in (
@@ -711,6 +1110,12 @@ LAYER_TYPES: dict[str, type[LayerType]] = {
         Identity,
         TorchMaxPooling2D,
         TorchAveragePooling2D,
+        LSTM,
+        GRU,
+        Bidirectional,
+        MultiHeadAttention,
+        PositionEmbedding,
+        Cropping1D,
         ReLU,
         ActivationLayer,
         Softmax,

@@ -78,6 +78,22 @@ def random_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
+def random_tokens(
+    batch: int, length: int, vocab: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded int64 token ids (batch, length) and their attention mask.
+
+    Row 0 is full length; the others end in padding (id 0, mask 0) after a
+    random number of real tokens (ids 1..vocab-1, mask 1), at least one.
+    """
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, vocab, size=(batch, length), dtype=np.int64)
+    lengths = rng.integers(1, length + 1, size=batch)
+    lengths[0] = length
+    mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int64)
+    return ids * mask, mask
+
+
 def import_generated(path: str | Path):
     """Import a generated module from its file (generated/ is not a package)."""
     path = Path(path).resolve()
@@ -115,3 +131,16 @@ def keras_output(keras_model, torch_layout_input: np.ndarray) -> np.ndarray:
     result = keras_model(channels_last(torch_layout_input), training=False)
     result = keras.ops.convert_to_numpy(result)  # any backend's tensor
     return np.moveaxis(result, -1, 1) if result.ndim >= 3 else result
+
+
+def keras_sequence_output(keras_model, inputs):
+    """Run a sequence model on `inputs` (one array, or a dict by input name) as
+    they are: (batch, time, ...) is the same layout in both frameworks
+    (batch_first), so unlike keras_output nothing is moved. Returns an array,
+    or a dict of arrays by output name for a model with several outputs."""
+    import keras
+
+    result = keras_model(inputs, training=False)
+    if isinstance(result, dict):
+        return {name: keras.ops.convert_to_numpy(r) for name, r in result.items()}
+    return keras.ops.convert_to_numpy(result)

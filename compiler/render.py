@@ -121,6 +121,24 @@ def _call_args(args: tuple[tuple[str, Any], ...], name: str) -> list[str]:
     ]
 
 
+def _wrapper_lines(head: str, inner: ir.Wrapped, args: list[str], tail: str):
+    """A wrapper layer around its inner layer's constructor, e.g.
+    `Bidirectional(keras.layers.LSTM(units=8, name="lstm"), merge_mode=...)`."""
+    inner_head = f"keras.layers.{inner.keras}("
+    inner_args = _call_args(inner.args, inner.name)
+    inner_call = f"{inner_head}{', '.join(inner_args)})"
+    lines = fit(1, head, [inner_call, *args], tail)
+    if len(lines) == 1 or len(INDENT * 2 + inner_call + ",") <= LINE_LENGTH:
+        return lines
+    # The inner constructor does not fit on its own line either: explode it too.
+    return [
+        f"{INDENT}{head}",
+        *fit(2, inner_head, inner_args, "),"),
+        *(f"{INDENT * 2}{arg}," for arg in args),
+        f"{INDENT}{tail}",
+    ]
+
+
 def _build_lines(module: ir.Module) -> list[str]:
     lines: list[str] = []
     for spec_input in module.inputs:
@@ -140,59 +158,108 @@ def _build_lines(module: ir.Module) -> list[str]:
             instance = layer.instance
             lines.append(comment(f"{INDENT}# {instance or 'top level'}"))
         names = [identifier(n) for n in layer.inputs]
-        feed = names[0] if len(names) == 1 else f"[{', '.join(names)}]"
+        if layer.call_keywords is not None:
+            # Separate call arguments: attention(query, value, attention_mask=mask)
+            feed = ", ".join(
+                f"{word}={name}" if word else name
+                for word, name in zip(layer.call_keywords, names)
+            )
+        elif len(names) == 1:
+            feed = names[0]
+        else:
+            feed = f"[{', '.join(names)}]"
         if LAYER_TYPES[layer.keras].custom:
             # Defined in the generated module itself (templates/layers/).
             layer_class = identifier(layer.keras)
         else:
             layer_class = f"keras.layers.{identifier(layer.keras)}"
-        lines += fit(
-            1,
+        head, args = (
             f"{identifier(layer.name)} = {layer_class}(",
             _call_args(layer.args, layer.name),
-            f")({feed})",
         )
+        if layer.wrapped is None:
+            lines += fit(1, head, args, f")({feed})")
+        else:
+            lines += _wrapper_lines(head, layer.wrapped, args, f")({feed})")
 
     def structure(names: tuple[str, ...]) -> str:
         if len(names) == 1:
             return identifier(names[0])
         return "{" + ", ".join(f"{py(n)}: {identifier(n)}" for n in names) + "}"
 
-    lines += fit(
-        1,
-        "return keras.Model(",
-        [
-            f"inputs={structure(tuple(i.name for i in module.inputs))}",
-            f"outputs={structure(module.outputs)}",
-            f"name={py(module.name)}",
-        ],
-        ")",
-    )
+    items = [
+        f"inputs={structure(tuple(i.name for i in module.inputs))}",
+        f"outputs={structure(module.outputs)}",
+        f"name={py(module.name)}",
+    ]
+    call = fit(1, "return keras.Model(", items, ")")
+    if len(call) == 1 or all(len(f"{INDENT * 2}{i},") <= LINE_LENGTH for i in items):
+        return lines + call
+    # A dict of many inputs or outputs is too long for its line: explode it too.
+    lines.append(f"{INDENT}return keras.Model(")
+    for argument, names in (
+        ("inputs", tuple(i.name for i in module.inputs)),
+        ("outputs", module.outputs),
+    ):
+        item = f"{argument}={structure(names)}"
+        if len(f"{INDENT * 2}{item},") <= LINE_LENGTH:
+            lines.append(f"{INDENT * 2}{item},")
+        else:
+            items = [f"{py(n)}: {identifier(n)}" for n in names]
+            lines += fit(2, f"{argument}={{", items, "},")
+    lines += [f"{INDENT * 2}name={py(module.name)},", f"{INDENT})"]
     return lines
+
+
+def _read_lines(name: str, key: str) -> list[str]:
+    """`name = sd["key"]`, split the way ruff splits a subscript too long for a line."""
+    line = f"{INDENT}{name} = sd[{py(key)}]"
+    if len(line) <= LINE_LENGTH:
+        return [line]
+    return [f"{INDENT}{name} = sd[", f"{INDENT * 2}{py(key)}", f"{INDENT}]"]
 
 
 def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
     """`assign(target, <numpy>)` for one weight, on as many lines as ruff would want.
 
     A numpy chain too long for one argument line is built up in `value` over
-    several statements rather than left to ruff's fluent-call style.
+    several statements rather than left to ruff's fluent-call style. Several
+    keys are combined first (`sd["a"] + sd["b"]`), then the chain applies.
     """
-    base = f"sd[{py(port.torch_key)}]"
-    links = [
-        link
-        for transform, out_shape in zip(port.transforms, port.transform_shapes)
-        for link in transform.links(out_shape)
-    ]
+    lines: list[str] = []
+    sources = [f"sd[{py(key)}]" for key in port.torch_keys]
+    steps = zip(port.transforms, port.transform_shapes)
+    combiner = port.transforms[0] if port.transforms[:1] else None
+    if combiner is not None and combiner.combines:
+        next(steps)
+        base = combiner.combine(sources)
+        if len(INDENT + "value = " + base) > LINE_LENGTH:
+            # One short statement per key, then the combination of their names.
+            names = [f"part{i}" for i in range(len(sources))]
+            for name, key in zip(names, port.torch_keys):
+                lines += _read_lines(name, key)
+            base = combiner.combine(names)
+    else:
+        combiner = None
+        (base,) = sources
+    links = [link for transform, shape in steps for link in transform.links(shape)]
+    if links and combiner is not None and combiner.operator:
+        base = f"({base})"  # (a + b).T, not a + b.T
     expr = base + "".join(links)
     if len(INDENT * 2 + expr + ",") <= LINE_LENGTH:
-        return fit(1, "assign(", [py(target), expr], ")")
-    lines, statement = [], f"{INDENT}value = {base}"
+        return lines + fit(1, "assign(", [py(target), expr], ")")
+    bare = f"{INDENT}value = value"
+    statement = f"{INDENT}value = {base}"
+    if len(statement) > LINE_LENGTH and combiner is None:
+        lines += _read_lines("value", port.torch_keys[0])
+        statement = bare
     for link in links:
-        if len(statement + link) > LINE_LENGTH:
+        if len(statement + link) > LINE_LENGTH and statement != bare:
             lines.append(statement)
-            statement = f"{INDENT}value = value"
+            statement = bare
         statement += link
-    lines.append(statement)
+    if statement != bare:
+        lines.append(statement)
     return lines + fit(1, "assign(", [py(target), "value"], ")")
 
 
@@ -218,15 +285,22 @@ def _load_lines(module: ir.Module) -> list[str]:
 
 
 def _source_lines(module: ir.Module) -> list[str]:
-    lines: list[str] = []
+    # key -> (shape, Keras weights it feeds, line); a key read in chunks (a fused
+    # in_proj_weight) feeds several weights, listed in one entry.
+    sources: dict[str, tuple[ir.Shape | None, list[str], int]] = {}
     for layer in module.layers:
         for port in layer.weights:
-            lines += fit(
-                1,
-                f"{py(port.torch_key)}: (",
-                [py(port.torch_shape), py(f"{layer.name}/{port.slot}"), str(port.line)],
-                "),",
-            )
+            for key, shape in zip(port.torch_keys, port.torch_shapes):
+                entry = sources.setdefault(key, (shape, [], port.line))
+                entry[1].append(f"{layer.name}/{port.slot}")
+    lines: list[str] = []
+    for key, (shape, targets, line) in sources.items():
+        lines += fit(
+            1,
+            f"{py(key)}: (",
+            [py(shape), py(", ".join(targets)), str(line)],
+            "),",
+        )
     return lines
 
 

@@ -10,6 +10,7 @@ so a user sees every problem at once.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -19,11 +20,22 @@ from .expand import FlatLayer, expand
 from .layers import LAYER_TYPES, ShapeError
 from .load import Document
 from .schema import Spec
-from .transforms import Shape, Transform, TransformError, Unflatten
+from .transforms import Chunk, Shape, Transform, TransformError, Unflatten
 
 # Layers that keep their input's values in place: a Flatten seen through them
 # still decides the order of a Dense's input features.
 _ORDER_PRESERVING = {"Dropout", "ReLU", "Activation"}
+
+
+@dataclass(frozen=True)
+class _Use:
+    """One read of a PyTorch key: whole (part None) or chunk (index, parts)."""
+
+    part: tuple[int, int] | None
+    layer: str
+    slot: str
+    line: int
+    loc: tuple
 
 
 class _Resolver:
@@ -35,9 +47,7 @@ class _Resolver:
         self.kinds: dict[str, str] = {}  # Keras type per layer name
         self.producers: dict[str, tuple[str, ...]] = {}  # inputs per layer name
         self.lines: dict[str, int] = {}  # spec line per input/layer name
-        self.key_users: dict[
-            str, tuple[str, str, int]
-        ] = {}  # key -> (layer, slot, line)
+        self.key_users: dict[str, list[_Use]] = {}  # who reads each PyTorch key
         self.context = ""  # block instance of the layer being resolved, for messages
 
     def line(self, *loc) -> int:
@@ -67,10 +77,13 @@ class _Resolver:
             if resolved is not None:
                 layers.append(resolved)
         self.context = ""
+        self.check_chunks()
 
         outputs = []
         for position, name in enumerate(self.spec.outputs):
             name = aliases.get(name, name)
+            if name is None:
+                continue  # a block instance that failed to expand, already reported
             outputs.append(name)
             if name not in self.shapes:
                 self.report(
@@ -83,12 +96,12 @@ class _Resolver:
         ignored = set(self.spec.ignore)
         for position, key in enumerate(self.spec.ignore):
             if key in self.key_users:
-                layer, slot, line = self.key_users[key]
+                use = self.key_users[key][0]
                 self.report(
                     ("ignore", position),
                     errors.WEIGHT_COVERAGE,
-                    f"{key!r} is listed in ignore: but feeds layer {layer!r} slot "
-                    f"{slot!r} (line {line})",
+                    f"{key!r} is listed in ignore: but feeds layer {use.layer!r} slot "
+                    f"{use.slot!r} (line {use.line})",
                 )
         for layer in layers:
             if layer.torch is not None:
@@ -175,7 +188,8 @@ class _Resolver:
         self.shapes[flat.name] = output_shape
         self.lint(flat, args, input_shapes)
 
-        weights = self.weights(flat, layer_type, slot_shapes)
+        weights = self.weights(flat, layer_type.rules(args), slot_shapes)
+        wrapped = layer_type.wrapped(args)
         return ir.Layer(
             name=flat.name,
             keras=flat.keras,
@@ -185,6 +199,10 @@ class _Resolver:
             torch=flat.torch,
             weights=weights,
             line=self.lines[flat.name],
+            call_keywords=layer_type.call_keywords(args, len(flat.inputs)),
+            wrapped=None
+            if wrapped is None
+            else ir.Wrapped(wrapped[0], tuple(wrapped[1].items()), wrapped[2]),
             instance=flat.instance,
         )
 
@@ -207,7 +225,7 @@ class _Resolver:
     # --- weights -------------------------------------------------------
 
     def weights(
-        self, layer: FlatLayer, layer_type, slot_shapes
+        self, layer: FlatLayer, rules, slot_shapes
     ) -> tuple[ir.WeightPort, ...]:
         loc = layer.loc
         for slot in layer.weights:
@@ -226,13 +244,16 @@ class _Resolver:
         for slot, keras_shape in slot_shapes.items():
             if slot in layer.weights:
                 explicit = layer.weights[slot]
-                key, chain = explicit.from_, tuple(explicit.transform)
+                keys, chain = explicit.keys, tuple(explicit.transform)
                 where = loc + ("weights", slot)
             elif layer.torch is not None:
-                suffix, chain = layer_type.default_rule[slot]
-                key, where = f"{layer.torch}.{suffix}", loc + ("torch",)
+                suffixes, chain = rules[slot]
+                if isinstance(suffixes, str):
+                    suffixes = (suffixes,)
+                keys = tuple(f"{layer.torch}.{suffix}" for suffix in suffixes)
+                where = loc + ("torch",)
                 if slot == "kernel" and layer.keras == "Dense":
-                    self.lint_flatten_order(layer, key)
+                    self.lint_flatten_order(layer, keys[0])
             else:
                 self.report(
                     loc,
@@ -242,26 +263,48 @@ class _Resolver:
                 )
                 continue
             port = self.port(
-                where, layer, slot, keras_shape, key, chain, slot in layer.weights
+                where, layer, slot, keras_shape, keys, chain, slot in layer.weights
             )
             if port is not None:
                 ports.append(port)
         return tuple(ports)
 
     def port(
-        self, loc, layer, slot, keras_shape, key, chain: tuple[Transform, ...], explicit
+        self,
+        loc,
+        layer,
+        slot,
+        keras_shape,
+        keys,
+        chain: tuple[Transform, ...],
+        explicit,
     ):
         line = self.line(*loc)
+        what = repr(keys[0]) if len(keys) == 1 else repr(list(keys))
+        # A chain over several keys starts by combining them (schema checks this).
+        combiner = chain[0] if chain and chain[0].combines else None
+        steps = chain[1:] if combiner else chain
         # Walk the chain backwards from the Keras shape to the PyTorch shape.
         shapes: list[Shape | None] = [keras_shape]
         try:
-            for transform in reversed(chain):
+            for transform in reversed(steps):
                 shape = shapes[0]
                 shapes.insert(
                     0, transform.backward(shape) if shape is not None else None
                 )
+            if combiner is None:
+                sources = (shapes[0],)
+            elif shapes[0] is None:
+                sources = (None,) * len(keys)
+            else:
+                sources = combiner.backward_many(shapes[0], len(keys))
+                combined = combiner.forward_many(list(sources))
+                if combined != shapes[0]:
+                    raise TransformError(
+                        f"{combiner.describe()} does not give {shapes[0]}"
+                    )
             # And forwards, where the input is known, to check each step agrees.
-            for i, transform in enumerate(chain):
+            for i, transform in enumerate(steps):
                 if shapes[i] is not None:
                     out = transform.forward(shapes[i])
                     if out is not None and out != shapes[i + 1]:
@@ -279,29 +322,75 @@ class _Resolver:
             self.report(
                 loc,
                 errors.SHAPE,
-                f"{layer.name}/{slot} <- {key!r}: {exc} (Keras weight shape {keras_shape})",
+                f"{layer.name}/{slot} <- {what}: {exc} (Keras weight shape {keras_shape})",
             )
             return None
-        if key in self.key_users:
-            other_layer, other_slot, other_line = self.key_users[key]
-            self.report(
-                loc,
-                errors.WEIGHT_COVERAGE,
-                f"PyTorch key {key!r} already feeds {other_layer}/{other_slot} "
-                f"(line {other_line}); each key may be used once",
-            )
+        part = None
+        if chain and isinstance(chain[0], Chunk):
+            part = (chain[0].index, chain[0].parts)
+        claimed = [self.claim(loc, key, part, layer.name, slot, line) for key in keys]
+        if not all(claimed):
             return None
-        self.key_users[key] = (layer.name, slot, line)
         return ir.WeightPort(
             slot=slot,
             keras_shape=keras_shape,
-            torch_key=key,
-            torch_shape=shapes[0],
+            torch_keys=tuple(keys),
+            torch_shapes=tuple(sources),
             transforms=chain,
-            transform_shapes=tuple(shapes[1:]),
+            # With a combiner, shapes[0] is already its output, not a source.
+            transform_shapes=tuple(shapes if combiner else shapes[1:]),
             explicit=explicit,
             line=line,
         )
+
+    # --- each key read once ----------------------------------------------
+
+    def claim(self, loc, key, part, layer, slot, line) -> bool:
+        """Record that layer/slot reads `key` (or one chunk of it); False, with an
+        error, where that key or chunk already has a reader."""
+        for other in self.key_users.get(key, []):
+            where = f"{other.layer}/{other.slot} (line {other.line})"
+            if part is None or other.part is None:
+                message = (
+                    f"PyTorch key {key!r} already feeds {where}; each key may be "
+                    "used once"
+                )
+            elif part[1] != other.part[1]:
+                message = (
+                    f"PyTorch key {key!r} is already read in {other.part[1]} chunks "
+                    f"by {where}; read all its chunks with the same number of parts"
+                )
+            elif part == other.part:
+                message = (
+                    f"chunk {part[0]} of {part[1]} of PyTorch key {key!r} already "
+                    f"feeds {where}; each chunk may be used once"
+                )
+            else:
+                continue
+            self.report(loc, errors.WEIGHT_COVERAGE, message)
+            return False
+        self.key_users.setdefault(key, []).append(_Use(part, layer, slot, line, loc))
+        return True
+
+    def check_chunks(self) -> None:
+        """A key read in chunks must have every chunk read: none silently dropped."""
+        for key, uses in self.key_users.items():
+            if uses[0].part is None:
+                continue
+            parts = uses[0].part[1]
+            unread = sorted(set(range(parts)) - {use.part[0] for use in uses})
+            if unread:
+                readers = ", ".join(
+                    f"chunk {use.part[0]} -> {use.layer}/{use.slot}" for use in uses
+                )
+                self.diagnostics.append(
+                    self.doc.diagnostic(
+                        uses[0].loc,
+                        errors.WEIGHT_COVERAGE,
+                        f"PyTorch key {key!r} is read in {parts} chunks ({readers}), "
+                        f"but chunk(s) {', '.join(map(str, unread))} feed no weight",
+                    )
+                )
 
     # --- lints ---------------------------------------------------------
 

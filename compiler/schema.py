@@ -22,6 +22,7 @@ from pydantic import (
     StrictInt,
     Tag,
     ValidationError,
+    model_validator,
 )
 
 from . import errors, transforms
@@ -169,8 +170,24 @@ class WeightSpec(Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
-    from_: TorchPath = Field(alias="from", description="the PyTorch state-dict key")
+    from_: TorchPath | Annotated[list[TorchPath], Field(min_length=2)] = Field(
+        alias="from",
+        description="the PyTorch state-dict key, or several keys that the first "
+        "transform combines (sum, stack)",
+    )
     transform: list[TransformItem] = Field(default_factory=list)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.from_,) if isinstance(self.from_, str) else tuple(self.from_)
+
+    @model_validator(mode="after")
+    def _combining(self):
+        try:
+            transforms.check_chain(len(self.keys), tuple(self.transform))
+        except transforms.TransformError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 def _keras_type(value: str) -> str:

@@ -9,12 +9,17 @@ is a small frozen object that knows
 
 Specs name transforms as `transpose` or `{permute: [2, 3, 1, 0]}`; `parse`
 is the only way in, and nothing from a spec is ever evaluated.
+
+A Keras weight made of several PyTorch keys (`from: [KEY_A, KEY_B]`) starts
+its chain with a combining transform (`sum`, `stack`): it makes one array of
+the sources, and the rest of the chain goes on as for one key.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any, ClassVar
 
 Shape = tuple[int, ...]
@@ -44,6 +49,8 @@ class Transform:
     takes_argument: ClassVar[bool] = False
     # Whether render() needs the output shape (known unless a later reshape hides it).
     needs_out_shape: ClassVar[bool] = False
+    # Whether it combines several PyTorch keys into one array (see Combine).
+    combines: ClassVar[bool] = False
 
     def forward(self, shape: Shape) -> Shape | None:
         """Output shape for an input of `shape` (None: not determined by it alone);
@@ -265,10 +272,270 @@ class Unflatten(Transform):
         return f"unflatten {list(self.dims)}"
 
 
+@dataclass(frozen=True)
+class Chunk(Transform):
+    """Rows of a fused weight: chunk `index` of `parts` equal chunks along axis 0,
+    as torch.chunk(w, parts)[index] (PyTorch MultiheadAttention's in_proj_weight
+    holds the query, key and value projections as chunks 0, 1, 2 of 3).
+
+    Only the first transform of a chain may take a chunk, so the resolver can
+    check that every chunk of the key is read exactly once.
+    """
+
+    name: ClassVar[str] = "chunk"
+    takes_argument: ClassVar[bool] = True
+    needs_out_shape: ClassVar[bool] = True
+    index: int
+    parts: int
+
+    def __post_init__(self):
+        if self.parts < 2 or not 0 <= self.index < self.parts:
+            raise TransformError(
+                f"chunk takes [index, parts] with parts >= 2 and 0 <= index < parts, "
+                f"got {[self.index, self.parts]}"
+            )
+
+    def forward(self, shape: Shape) -> Shape:
+        if not shape or shape[0] % self.parts:
+            raise TransformError(
+                f"chunk {[self.index, self.parts]} needs a first axis divisible by "
+                f"{self.parts}, got shape {shape}"
+            )
+        return (shape[0] // self.parts, *shape[1:])
+
+    def backward(self, shape: Shape) -> Shape:
+        if not shape:
+            raise TransformError("chunk cannot give a scalar")
+        return (shape[0] * self.parts, *shape[1:])
+
+    def links(self, out_shape: Shape) -> list[str]:
+        start = self.index * out_shape[0]
+        return [f"[{start}:{start + out_shape[0]}]"]
+
+    def describe(self) -> str:
+        return f"chunk {[self.index, self.parts]}"
+
+
+@dataclass(frozen=True)
+class Gates(Transform):
+    """Reorder the equal gate blocks along the last axis of a fused RNN weight.
+
+    `order[i]` is the PyTorch gate that becomes Keras gate i: a GRU's PyTorch
+    gates are (reset, update, new), Keras's (update, reset, candidate), so a GRU
+    kernel takes `{gates: [1, 0, 2]}` after its transpose.
+    """
+
+    name: ClassVar[str] = "gates"
+    takes_argument: ClassVar[bool] = True
+    needs_out_shape: ClassVar[bool] = True
+    order: tuple[int, ...]
+
+    def __post_init__(self):
+        if len(self.order) < 2 or sorted(self.order) != list(range(len(self.order))):
+            raise TransformError(
+                f"gates {list(self.order)} is not a reordering of "
+                f"0..{len(self.order) - 1} (at least two gates)"
+            )
+
+    def _check(self, shape: Shape) -> Shape:
+        if not shape or shape[-1] % len(self.order):
+            raise TransformError(
+                f"gates {list(self.order)} needs a last axis divisible by "
+                f"{len(self.order)}, got shape {shape}"
+            )
+        return shape
+
+    def forward(self, shape: Shape) -> Shape:
+        return self._check(shape)
+
+    def backward(self, shape: Shape) -> Shape:
+        return self._check(shape)
+
+    def links(self, out_shape: Shape) -> list[str]:
+        gates = len(self.order)
+        blocks = (*out_shape[:-1], gates, out_shape[-1] // gates)
+        return [
+            _call("reshape", blocks),
+            f"[..., {list(self.order)}, :]",
+            _call("reshape", out_shape),
+        ]
+
+    def describe(self) -> str:
+        return f"gates {list(self.order)}"
+
+
+@dataclass(frozen=True)
+class SplitAxis(Transform):
+    """Split one axis into (parts, size / parts), as torch.unflatten does: a
+    Linear's output features (E,) become MultiHeadAttention's (heads, head_dim).
+
+    Unlike `reshape`, it knows the shape it came from, so the PyTorch key's
+    shape is still checked at compile time."""
+
+    name: ClassVar[str] = "split_axis"
+    takes_argument: ClassVar[bool] = True
+    needs_out_shape: ClassVar[bool] = True
+    axis: int
+    parts: int
+
+    def __post_init__(self):
+        if self.axis < 0 or self.parts < 1:
+            raise TransformError(
+                f"split_axis takes [axis, parts] with axis >= 0 and parts >= 1, "
+                f"got {[self.axis, self.parts]}"
+            )
+
+    def forward(self, shape: Shape) -> Shape:
+        if self.axis >= len(shape) or shape[self.axis] % self.parts:
+            raise TransformError(
+                f"split_axis {[self.axis, self.parts]} needs axis {self.axis} of a size "
+                f"divisible by {self.parts}, got shape {shape}"
+            )
+        size = shape[self.axis]
+        return (
+            *shape[: self.axis],
+            self.parts,
+            size // self.parts,
+            *shape[self.axis + 1 :],
+        )
+
+    def backward(self, shape: Shape) -> Shape:
+        if self.axis + 1 >= len(shape) or shape[self.axis] != self.parts:
+            raise TransformError(
+                f"split_axis {[self.axis, self.parts]} gives axis {self.axis} of size "
+                f"{self.parts}, not shape {shape}"
+            )
+        merged = shape[self.axis] * shape[self.axis + 1]
+        return (*shape[: self.axis], merged, *shape[self.axis + 2 :])
+
+    def links(self, out_shape: Shape) -> list[str]:
+        return [_call("reshape", out_shape)]
+
+    def describe(self) -> str:
+        return f"split_axis {[self.axis, self.parts]}"
+
+
+# --- combining several PyTorch keys into one Keras weight ---------------------
+
+
+@dataclass(frozen=True)
+class Combine(Transform):
+    """The first transform of a `from: [KEY_A, KEY_B, ...]` chain: it makes one
+    array of the sources, which the rest of the chain then transforms."""
+
+    combines: ClassVar[bool] = True
+    # Whether combine() gives an operator expression (a + b), which needs
+    # parentheses before a method call can follow it.
+    operator: ClassVar[bool] = False
+
+    def forward_many(self, shapes: list[Shape]) -> Shape:
+        if len(set(shapes)) != 1:
+            raise TransformError(
+                f"{self.name} needs sources of one shape, got {', '.join(map(str, shapes))}"
+            )
+        return self.forward(shapes[0])
+
+    def backward_many(self, shape: Shape, count: int) -> tuple[Shape, ...]:
+        return (self.backward(shape),) * count
+
+    def combine(self, exprs: list[str]) -> str:
+        """numpy expression of the sources `exprs`, combined."""
+        raise NotImplementedError
+
+    def links(self, out_shape: Shape) -> list[str]:
+        raise TransformError(
+            f"{self.name} combines sources: use it first after from: [...]"
+        )
+
+
+@dataclass(frozen=True)
+class Sum(Combine):
+    """Element-wise sum: an LSTM's Keras bias is PyTorch's bias_ih + bias_hh."""
+
+    name: ClassVar[str] = "sum"
+    operator: ClassVar[bool] = True
+
+    def forward(self, shape: Shape) -> Shape:
+        return shape
+
+    def backward(self, shape: Shape) -> Shape:
+        return shape
+
+    def combine(self, exprs: list[str]) -> str:
+        return " + ".join(exprs)
+
+
+@dataclass(frozen=True)
+class Stack(Combine):
+    """Stack on a new first axis: a GRU's Keras bias (reset_after) is
+    (bias_ih, bias_hh) as a (2, 3 * units) array."""
+
+    name: ClassVar[str] = "stack"
+
+    def forward_many(self, shapes: list[Shape]) -> Shape:
+        shape = super().forward_many(shapes)
+        return (len(shapes), *shape)
+
+    def forward(self, shape: Shape) -> Shape:
+        return shape
+
+    def backward_many(self, shape: Shape, count: int) -> tuple[Shape, ...]:
+        if not shape or shape[0] != count:
+            raise TransformError(
+                f"stack of {count} sources gives a first axis of {count}, not shape {shape}"
+            )
+        return (shape[1:],) * count
+
+    def backward(self, shape: Shape) -> Shape:
+        return shape
+
+    def combine(self, exprs: list[str]) -> str:
+        return f"np.stack([{', '.join(exprs)}])"
+
+
+def check_chain(sources: int, chain: tuple[Transform, ...]) -> None:
+    """Where combining and chunking transforms may stand in a chain; TransformError if not.
+
+    Several sources need a combining transform first; one source takes none. A
+    chunk reads part of a key, so it must act on the key itself: first, alone.
+    """
+    combiners = [i for i, t in enumerate(chain) if t.combines]
+    if sources > 1 and combiners[:1] != [0]:
+        raise TransformError(
+            f"from: lists {sources} keys, so the first transform must combine them "
+            f"({', '.join(COMBINERS)}), e.g. transform: [sum]"
+        )
+    if sources == 1 and combiners:
+        raise TransformError(
+            f"{chain[combiners[0]].name} combines several keys: give from: a list"
+        )
+    if len(combiners) > 1:
+        raise TransformError("only the first transform may combine keys")
+    for i, transform in enumerate(chain):
+        if isinstance(transform, Chunk) and (i != 0 or sources != 1):
+            raise TransformError(
+                "chunk reads part of a PyTorch key: it must be the first transform "
+                "of a single key"
+            )
+
+
 TRANSFORMS: dict[str, type[Transform]] = {
     t.name: t
-    for t in (Transpose, Permute, Reshape, ConvKernel, DepthwiseKernel, Unflatten)
+    for t in (
+        Transpose,
+        Permute,
+        Reshape,
+        ConvKernel,
+        DepthwiseKernel,
+        Unflatten,
+        Chunk,
+        Gates,
+        SplitAxis,
+        Sum,
+        Stack,
+    )
 }
+COMBINERS = tuple(name for name, t in TRANSFORMS.items() if issubclass(t, Combine))
 
 
 def parse(item: Any) -> Transform:
@@ -294,4 +561,12 @@ def parse(item: Any) -> Transform:
         return cls()
     if argument is None:
         raise TransformError(f"{name} needs an argument, e.g. {{{name}: [...]}}")
-    return cls(_ints(argument, name))
+    numbers = _ints(argument, name)
+    fields = dataclass_fields(cls)
+    if len(fields) > 1:  # a transform of several numbers: [index, parts], ...
+        if len(numbers) != len(fields):
+            raise TransformError(
+                f"{name} takes [{', '.join(f.name for f in fields)}], got {list(numbers)}"
+            )
+        return cls(*numbers)
+    return cls(numbers)

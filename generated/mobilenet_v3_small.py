@@ -23,7 +23,7 @@ import numpy as np
 SPEC = "specs/mobilenet_v3_small.yaml"
 
 # Every PyTorch key the model reads: its expected shape (None where a reshape
-# leaves it open), the Keras weight it fills and the spec line that maps it.
+# leaves it open), the Keras weight(s) it fills and the spec line that maps it.
 SOURCES = {
     "features.0.0.weight": ((16, 3, 3, 3), "stem/kernel", 37),
     "features.0.1.weight": ((16,), "stem_bn/gamma", 38),
@@ -2022,9 +2022,13 @@ class _Assigner:
 
     def __init__(self, model):
         self._variables = {variable.path: variable for variable in model.weights}
-        self._lines = {
-            target: (key, line) for key, (_, target, line) in SOURCES.items()
-        }
+        # Keras weight -> (the PyTorch key(s) it is made from, spec line). A key
+        # read in chunks lists every weight it feeds, separated by ", ".
+        self._lines = {}
+        for key, (_, targets, line) in SOURCES.items():
+            for target in targets.split(", "):
+                before = self._lines.get(target, ("", line))[0]
+                self._lines[target] = (f"{before}, {key}" if before else key, line)
         self._values = {}
         self._problems = []
 

@@ -7,9 +7,14 @@ import pytest
 
 from compiler import transforms
 from compiler.transforms import (
+    Chunk,
     ConvKernel,
+    Gates,
     Permute,
     Reshape,
+    SplitAxis,
+    Stack,
+    Sum,
     TransformError,
     Transpose,
     Unflatten,
@@ -101,3 +106,88 @@ def test_unknown_name_is_a_key_error():
 def test_shape_mismatches_are_rejected(transform, shape, message):
     with pytest.raises(TransformError, match=message):
         transform.forward(shape)
+
+
+# --- sequence-model transforms ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "transform, shape",
+    [
+        (Chunk(1, 3), (12, 5)),
+        (Chunk(2, 3), (12,)),
+        (Gates((1, 0, 2)), (5, 12)),
+        (Gates((1, 0, 2)), (2, 12)),
+        (SplitAxis(1, 4), (6, 12)),
+        (SplitAxis(0, 4), (12,)),
+    ],
+)
+def test_sequence_transforms_render_what_their_shapes_say(transform, shape):
+    test_rendered_numpy_matches_shape_functions(transform, shape)
+
+
+def test_chunk_is_torch_chunk():
+    weight = rng.standard_normal((12, 5))
+    for index in range(3):
+        np.testing.assert_array_equal(
+            run(Chunk(index, 3), weight), np.split(weight, 3)[index]
+        )
+
+
+def test_gates_reorders_gru_blocks_on_the_last_axis():
+    units = 4
+    reset, update, new = (np.full((3, units), v) for v in (1.0, 2.0, 3.0))
+    kernel = np.concatenate([reset, update, new], axis=-1)  # PyTorch order, transposed
+    keras_kernel = run(Gates((1, 0, 2)), kernel)
+    np.testing.assert_array_equal(
+        keras_kernel, np.concatenate([update, reset, new], axis=-1)
+    )
+
+
+def test_split_axis_gives_heads_of_consecutive_features():
+    weight = np.arange(12.0)
+    np.testing.assert_array_equal(
+        run(SplitAxis(0, 3), weight), [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    )
+
+
+@pytest.mark.parametrize(
+    "combiner, expected",
+    [(Sum(), lambda a, b: a + b), (Stack(), lambda a, b: np.stack([a, b]))],
+)
+def test_combiners_render_numpy_that_combines(combiner, expected):
+    a, b = rng.standard_normal(6), rng.standard_normal(6)
+    expr = combiner.combine(['sd["a"]', 'sd["b"]'])
+    result = eval(expr, {"np": np}, {"sd": {"a": a, "b": b}})  # noqa: S307
+    np.testing.assert_array_equal(result, expected(a, b))
+    assert result.shape == combiner.forward_many([a.shape, b.shape])
+    assert combiner.backward_many(result.shape, 2) == (a.shape, a.shape)
+
+
+@pytest.mark.parametrize(
+    "sources, chain, message",
+    [
+        (2, (), "must combine them"),
+        (2, (Transpose(), Sum()), "must combine them"),
+        (1, (Sum(),), "give from: a list"),
+        (2, (Sum(), Stack()), "only the first"),
+        (1, (Transpose(), Chunk(0, 2)), "first transform of a single key"),
+    ],
+)
+def test_chain_rules_for_combining_and_chunking(sources, chain, message):
+    with pytest.raises(TransformError, match=message):
+        transforms.check_chain(sources, chain)
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ({"chunk": [3, 3]}, "0 <= index < parts"),
+        ({"chunk": [0]}, r"chunk takes \[index, parts\]"),
+        ({"gates": [0, 0, 1]}, "not a reordering"),
+        ({"split_axis": [-1, 2]}, "axis >= 0"),
+    ],
+)
+def test_bad_sequence_transform_forms(item, message):
+    with pytest.raises(TransformError, match=message):
+        transforms.parse(item)

@@ -15,11 +15,14 @@ import pytest
 
 from tests.conftest import ROOT
 
-# seed_cnn: the basics; resnet18 and squeezenet1_1: the custom pooling layers.
+# seed_cnn: the basics; resnet18 and squeezenet1_1: the custom pooling layers;
+# gru_classifier and bilstm_tagger: recurrent layers, fed token ids.
 CASES = {
     "seed_cnn": ("examples.seed:SeedCNN", [2, 3, 32, 32]),
     "resnet18": ("torchvision.models:resnet18", [1, 3, 224, 224]),
     "squeezenet1_1": ("torchvision.models:squeezenet1_1", [1, 3, 224, 224]),
+    "gru_classifier": ("examples.sequence:GRUClassifier", "tokens"),
+    "bilstm_tagger": ("examples.sequence:BiLSTMTagger", "tokens"),
 }
 
 SCRIPT = """
@@ -31,9 +34,15 @@ torch_model = parity.randomize_(parity.build(factory), seed=0)
 parity.save_checkpoint(torch_model, checkpoint)
 module = parity.import_generated(f"generated/{name}.py")
 keras_model = module.convert(checkpoint)
-x = parity.random_input(tuple(shape), seed=1)
-expected = parity.torch_output(torch_model, x)
-actual = parity.keras_output(keras_model, x)
+if shape == "tokens":
+    vocab = torch_model.embedding.num_embeddings
+    x, _ = parity.random_tokens(4, 16, vocab, seed=1)
+    expected = parity.torch_output(torch_model, x)
+    actual = parity.keras_sequence_output(keras_model, x)
+else:
+    x = parity.random_input(tuple(shape), seed=1)
+    expected = parity.torch_output(torch_model, x)
+    actual = parity.keras_output(keras_model, x)
 import keras
 print(json.dumps({"backend": keras.backend.backend(),
                   "error": parity.max_abs_error(expected, actual),

@@ -484,7 +484,8 @@ def _layer_rows(paired, recorder, keras_values, spec, atol, rtol) -> list[Row]:
 
 
 def _output_rows(module, torch_result, keras_values, atol, rtol) -> list[Row]:
-    """One row per spec output, against forward()'s tensor or tuple, by position."""
+    """One row per spec output, against forward()'s tensor or tuple (or a
+    transformers ModelOutput), by position."""
     lines = {layer.name: layer.line for layer in module.layers}
     lines.update({i.name: i.line for i in module.inputs})
     single = isinstance(torch_result, torch.Tensor)
@@ -492,6 +493,9 @@ def _output_rows(module, torch_result, keras_values, atol, rtol) -> list[Row]:
         results = [torch_result]
     elif isinstance(torch_result, (tuple, list)):
         results = list(torch_result)
+    elif hasattr(torch_result, "to_tuple"):
+        # transformers' ModelOutput: its set fields, in order, as a tuple.
+        results = list(torch_result.to_tuple())
     else:
         results = []
     rows = []

@@ -478,3 +478,23 @@ def test_help_states_the_tolerance(capsys):
     assert "ATOL + RTOL * max |pytorch output|" in text
     assert "absolute tolerance (default: 1e-05)" in text
     assert "(default: 0.0001)" in text
+
+
+@pytest.mark.parametrize(
+    "name, factory",
+    [
+        ("gru_classifier", "examples.sequence:GRUClassifier"),
+        ("transformer_encoder", "examples.sequence:TransformerEncoderModel"),
+        ("bert_small", "examples.sequence:bert_small"),  # returns a ModelOutput
+    ],
+)
+def test_verify_passes_on_sequence_specs(name, factory, tmp_path, capsys):
+    checkpoint = _checkpoint(factory, tmp_path / f"{name}.safetensors")
+    status, out, err = _verify(
+        capsys, SPECS / f"{name}.yaml", "--checkpoint", checkpoint
+    )
+    assert status == 0, out + err
+    rows = _table_rows(out)
+    outputs = [row for row in rows if "(output)" in row]
+    assert len(outputs) == len(build.generate(SPECS / f"{name}.yaml").module.outputs)
+    assert all("ok" in row for row in outputs)

@@ -596,8 +596,8 @@ class _Drafter:
 
     def weighted_module(self, node: fx.Node) -> str | None:
         """A placeholder's `torch:`: the module whose weights a hand mapping needs."""
-        if node.op != "call_module":
-            return None
+        if node.op != "call_module" or node.target in self.paired_weights:
+            return None  # a second call cannot map the same keys again
         module = self.gm.get_submodule(node.target)
         has_state = any(True for _ in module.parameters(recurse=False))
         return node.target if has_state else None
@@ -1392,10 +1392,9 @@ def draft(
 
     drafter = _Drafter(gm, untraceable)
     drafter.run(dtypes)
-    name = name or default_name(factory)
     text = render(
         drafter,
-        name=name,
+        name=name or default_name(factory),
         factory=factory,
         model=model,
         input_shapes=input_shapes,

@@ -165,8 +165,8 @@ def _keras_type(value: str) -> str:
         raise _custom(
             "unmapped_layer",
             f"scaffold found no Keras layer for {what}: replace this placeholder "
-            f"with a layer type from the allowlist ({', '.join(sorted(LAYER_TYPES))}), "
-            "or change the PyTorch model",
+            "with a Keras layer type the spec language allows (the README lists "
+            "them), or change the PyTorch model",
         )
     if value not in LAYER_TYPES:
         raise _custom(

@@ -354,6 +354,20 @@ def _dropout(p: float):
     return ("Dropout", {"rate": _float(p)}) if p < 1 else ("Identity", {})
 
 
+def _permutation(node: fx.Node, args, kwargs, rank: int) -> tuple[int, ...]:
+    """The full permutation a permute or transpose call applies (batch included)."""
+    if node.target in (torch.transpose, "transpose"):
+        first = kwargs.get("dim0", args[1] if len(args) > 1 else None)
+        second = kwargs.get("dim1", args[2] if len(args) > 2 else None)
+        dims = list(range(rank))
+        dims[first % rank], dims[second % rank] = second % rank, first % rank
+        return tuple(dims)
+    dims = kwargs.get("dims", args[1:])
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = dims[0]  # x.permute((0, 2, 3, 1))
+    return tuple(d % rank for d in dims)
+
+
 def _is_stochastic_depth_function(target) -> bool:
     return getattr(target, "__name__", "") == "stochastic_depth" and getattr(
         target, "__module__", ""
@@ -401,6 +415,7 @@ _ADD = (operator.add, operator.iadd, torch.add, "add", "add_")
 _MUL = (operator.mul, operator.imul, torch.mul, "mul", "mul_")
 _CAT = (torch.cat, torch.concat, torch.concatenate)
 _RESHAPES = (torch.flatten, torch.reshape, "flatten", "view", "reshape")
+_PERMUTES = (torch.permute, torch.transpose, "permute", "transpose")
 # Methods that return their input's values unchanged: no layer at all.
 _ALIASES = ("contiguous", "clone", "detach")
 # Parameters after the input, in order, of F.max_pool2d and F.avg_pool2d.
@@ -773,6 +788,10 @@ class _Drafter:
             return x
         if op in _RESHAPES or isinstance(module, nn.Flatten):
             return self.reshape(node, x, shape)
+        if op in _PERMUTES:
+            return self.permute(
+                x, _permutation(node, args, kwargs, len(shape) + 1), shape
+            )
         if x.flat_from is not None and not isinstance(module, nn.Linear):
             raise _Unmappable(
                 f"it reads a flatten of a {x.flat_from} channels-first map, whose "
@@ -1100,6 +1119,13 @@ class _Drafter:
                 channels_last=False,
                 flat_from=flat_from,
             )
+        if x.channels_last and len(shape) >= 2 and shape[0] == x.shape[0]:
+            # Only the spatial axes change (N, C, H, W) -> (N, C, H*W): the
+            # same reshape of Keras's (H, W, C) positions, channels still last.
+            args = {"target_shape": [*shape[1:], shape[0]]}
+            return self.layer(
+                node, "Reshape", [x], args, shape=shape, channels_last=True
+            )
         if not x.channels_last and x.flat_from is None:
             # Row-major on both sides: the same reshape.
             args = {"target_shape": list(shape)}
@@ -1109,6 +1135,27 @@ class _Drafter:
         raise _Unmappable(
             f"it reshapes a {x.shape} tensor that Keras holds in another layout "
             f"to {shape}"
+        )
+
+    def permute(self, x: Tensor, dims: tuple[int, ...], shape) -> Tensor:
+        """A permute that moves channels to or from the last axis: no layer.
+
+        Keras holds a channels-first map channels-last already; after
+        x.permute(0, 2, 3, 1) PyTorch holds it that way too (and the other way
+        round), so only the bookkeeping changes.
+        """
+        rank = len(x.shape) + 1
+        to_last = (0, *range(2, rank), 1)
+        to_first = (0, rank - 1, *range(1, rank - 1))
+        if rank >= 3 and x.flat_from is None:
+            if x.channels_last and dims == to_last:
+                return Tensor(x.layer, shape, channels_last=False)
+            if not x.channels_last and dims == to_first:
+                return Tensor(x.layer, shape, channels_last=True)
+        layout = "channels-first" if x.channels_last else "channels-last"
+        raise _Unmappable(
+            f"it permutes a {layout} {x.shape} tensor by {dims}, which moves more "
+            "than the channel axis"
         )
 
     def softmax(self, node, x: Tensor, dim: int | None, shape) -> Tensor:

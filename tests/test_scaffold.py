@@ -83,10 +83,35 @@ class Tokens(nn.Module):
         self.embed = nn.Embedding(50, 8)
         self.norm = nn.LayerNorm(8)
         self.fc = nn.Linear(8 * 6, 3)
+        self.conv = nn.Conv1d(8, 4, 3, padding=1)
+        self.conv_fc = nn.Linear(4 * 6, 3)
 
     def forward(self, ids):
         x = self.norm(self.embed(ids))
-        return self.fc(x.reshape(x.size(0), -1))
+        flat = self.fc(x.reshape(x.size(0), -1))  # same order in both frameworks
+        # (N, 6, 8) -> (N, 8, 6): channels-first, which Keras's (6, 8) already is.
+        y = F.relu(self.conv(x.transpose(1, 2)))
+        return flat + self.conv_fc(y.flatten(1))  # a (4, 6) map: unflatten
+
+
+class Channels(nn.Module):
+    """Permutes and reshapes that only move channels, or only merge positions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.LayerNorm(8)
+        self.mix = nn.Linear(8, 8)
+        self.token = nn.Linear(8, 5)
+        self.head = nn.Linear(36 * 5, 4)
+
+    def forward(self, x):
+        x = self.conv(x)
+        # ConvNeXt style: channels last for LayerNorm and Linear, then back.
+        x = x + self.mix(self.norm(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        # ViT style: (N, C, H, W) -> (N, C, H*W) -> (N, H*W, C) tokens.
+        tokens = x.reshape(x.size(0), 8, 36).transpose(1, 2)
+        return self.head(self.token(tokens).flatten(1))
 
 
 class Sorter(nn.Module):
@@ -189,7 +214,9 @@ def test_scaffolded_spec_matches_pytorch(factory, shape, relative, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "model, shape", [(Zoo, (1, 3, 32, 32)), (Signal, (1, 4, 20))], ids=["zoo", "1d"]
+    "model, shape",
+    [(Zoo, (1, 3, 32, 32)), (Signal, (1, 4, 20)), (Channels, (1, 3, 6, 6))],
+    ids=["zoo", "1d", "channels"],
 )
 def test_mapping_rules_match_pytorch(model, shape, tmp_path):
     result = draft(f"tests.test_scaffold:{model.__name__}", shape, model())
@@ -242,6 +269,10 @@ def test_integer_ids_match_pytorch(tmp_path):
     assert result.diagnostics == ()  # in particular, no flatten-order warning
     assert "  ids: {shape: [6], dtype: int64}" in result.text
     assert "      kernel: {from: fc.weight, transform: [transpose]}" in result.text
+    assert (
+        "      kernel: {from: conv_fc.weight, transform: [{unflatten: [4, 6]}, "
+        "transpose]}" in result.text
+    )
     torch_model = Tokens().eval()
     keras_model = convert(tmp_path, result.text, torch_model, "tokens")
     ids = np.random.default_rng(1).integers(0, 50, size=(2, 6))

@@ -32,7 +32,14 @@ Layout: a float input of rank >= 3 is channels-first in PyTorch and
 channels-last in Keras (as parity and verify lay it out). Every drafted tensor
 records whether Keras holds it that way; that decides conv/pool/concat axes,
 and whether a Flatten reorders features (then the Dense reading it gets an
-explicit `unflatten` kernel mapping).
+explicit `unflatten` kernel mapping). A permute that only moves the channel
+axis to or from the end (ConvNeXt's, or an Embedding's output fed to a Conv1d)
+changes that record, not the graph.
+
+Limits: only tensors with the input's batch axis are mapped; parameters read
+in forward() outside a module call (class tokens, layer scales), shared
+weights (a module called twice) and ops with several outputs (chunk, split,
+attention) become placeholders. Repeated structure is not folded into blocks.
 
 This module imports torch (through frameworks.import_torch_first), never keras.
 """

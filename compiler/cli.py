@@ -197,6 +197,14 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
+def cmd_scaffold(args) -> int:
+    # Imported here, not at the top: scaffold imports torch, and the compile
+    # path must not.
+    from . import scaffold
+
+    return scaffold.main(args)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="torch2keras",
@@ -303,6 +311,34 @@ def parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="print the spec language's JSON Schema")
     schema.set_defaults(run=cmd_schema)
+
+    scaffold = commands.add_parser(
+        "scaffold",
+        help="draft a spec by tracing a PyTorch model (needs torch)",
+    )
+    scaffold.add_argument(
+        "model", help="PyTorch model factory, package.module:callable"
+    )
+    scaffold.add_argument(
+        "--input-shape",
+        action="append",
+        required=True,
+        help="PyTorch input shape with the batch, e.g. 1,3,224,224 (one per input)",
+    )
+    scaffold.add_argument(
+        "--input-dtype",
+        action="append",
+        choices=["float32", "int32", "int64"],
+        help="input dtype (default float32; one for all inputs, or one per input)",
+    )
+    scaffold.add_argument("--name", help="spec name (default: from the callable)")
+    scaffold.add_argument(
+        "-o", "--output", help="spec file to write (default: specs/NAME.yaml)"
+    )
+    scaffold.add_argument(
+        "--force", action="store_true", help="replace the output file if it exists"
+    )
+    scaffold.set_defaults(run=cmd_scaffold)
     return root
 
 

@@ -190,7 +190,21 @@ class WeightSpec(Strict):
         return self
 
 
+# `torch2keras scaffold` writes `keras: "UNMAPPED <what PyTorch does there>"`
+# where it finds no Keras layer for a PyTorch op. It must fail validation with
+# its own message (naming the op and module path) rather than a did-you-mean.
+UNMAPPED = "UNMAPPED"
+
+
 def _keras_type(value: str) -> str:
+    if value.startswith(UNMAPPED):
+        what = value.removeprefix(UNMAPPED).strip() or "this PyTorch op"
+        raise _custom(
+            "unmapped_layer",
+            f"scaffold found no Keras layer for {what}: replace this placeholder "
+            "with a Keras layer type the spec language allows (the README lists "
+            "them), or change the PyTorch model",
+        )
     if value not in LAYER_TYPES:
         raise _custom(
             "unknown_layer",
@@ -310,6 +324,7 @@ _CODES = {
     "missing": errors.SCHEMA_MISSING,
     "unknown_layer": errors.UNKNOWN_LAYER,
     "unknown_transform": errors.UNKNOWN_TRANSFORM,
+    "unmapped_layer": errors.UNMAPPED_LAYER,
 }
 
 
@@ -369,7 +384,7 @@ def _message(error: dict, loc: Loc, keys) -> str:
     if kind == "missing":
         return f"missing required key {error['loc'][-1]!r}"
     message = error["msg"]
-    if kind in ("value_error", "unknown_layer", "unknown_transform"):
+    if kind in ("value_error", "unknown_layer", "unknown_transform", "unmapped_layer"):
         # Our own validators name the value themselves.
         return message.removeprefix("Value error, ")
     if kind == "literal_error" and error["loc"] == ("spec",):

@@ -1,0 +1,417 @@
+"""scaffold: trace a PyTorch model, draft a spec, compile it, and match PyTorch.
+
+Every parity test here uses the draft exactly as scaffold wrote it, with zero
+hand edits: draft -> compile -> convert a randomised checkpoint -> compare.
+Ops scaffold cannot map must come out as placeholders that validate rejects,
+naming the op and its module path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compiler import cli, parity, scaffold
+from tests.harness import compile_inline
+
+# --- models defined here, for the rules the torchvision models do not reach ---
+
+
+class Zoo(nn.Module):
+    """One of most things scaffold maps, on a 32x32 image."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)  # pad + valid
+        self.even = nn.Conv2d(8, 8, 4, padding=1)  # even kernel: pad + valid
+        self.dilated = nn.Conv2d(8, 8, 3, padding=2, dilation=2, bias=False)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.depthwise = nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=8)
+        self.bn = nn.BatchNorm2d(16, eps=1e-3, momentum=0.01)
+        self.act = nn.LeakyReLU(0.2)
+        self.pool = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # 8 -> 4, not 3
+        self.avg = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        self.branch = nn.Conv2d(16, 8, 1)
+        self.gelu = nn.GELU()
+        self.adapt = nn.AdaptiveAvgPool2d(2)  # 4x4 -> 2x2: AveragePooling2D
+        self.fc1 = nn.Linear(24 * 2 * 2, 32)
+        self.ln = nn.LayerNorm(32, eps=1e-6)
+        self.drop = nn.Dropout(0.1)
+        self.fc2 = nn.Linear(32, 10)
+        self.unused = nn.Linear(3, 3)  # never called: its keys go to ignore:
+
+    def forward(self, x):
+        x = self.stem(x)
+        x.relu_()  # in place: what reads x afterwards reads the ReLU
+        x = self.even(x)
+        x = self.dilated(x) + x
+        x = torch.sigmoid(self.grouped(x)) * x
+        x = self.act(self.bn(self.depthwise(x)))
+        x = self.pool(x)
+        y = self.gelu(self.branch(self.avg(x)))
+        x = torch.cat([x, y], dim=1)
+        x = x * torch.sigmoid(x.mean((2, 3), keepdim=True))
+        x = torch.flatten(self.adapt(x), 1)  # a (24, 2, 2) map: unflatten
+        x = self.drop(F.silu(self.fc1(x)))
+        return F.softmax(self.fc2(self.ln(x)), dim=1)
+
+
+class Signal(nn.Module):
+    """Conv1d on a (channels, length) sequence, channels-last in Keras."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv1d(4, 8, 3, padding=1)
+        self.bn = nn.BatchNorm1d(8)
+        self.conv2 = nn.Conv1d(8, 8, 3, groups=2)
+        self.fc = nn.Linear(8 * 18, 5)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv1(x)))
+        x = self.conv2(x).flatten(1)  # a (8, 18) map: unflatten
+        return self.fc(x)
+
+
+class Tokens(nn.Module):
+    """Integer ids: Embedding output is (length, features) in both frameworks."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.norm = nn.LayerNorm(8)
+        self.fc = nn.Linear(8 * 6, 3)
+        self.conv = nn.Conv1d(8, 4, 3, padding=1)
+        self.conv_fc = nn.Linear(4 * 6, 3)
+
+    def forward(self, ids):
+        x = self.norm(self.embed(ids))
+        flat = self.fc(x.reshape(x.size(0), -1))  # same order in both frameworks
+        # (N, 6, 8) -> (N, 8, 6): channels-first, which Keras's (6, 8) already is.
+        y = F.relu(self.conv(x.transpose(1, 2)))
+        return flat + self.conv_fc(y.flatten(1))  # a (4, 6) map: unflatten
+
+
+class Channels(nn.Module):
+    """Permutes and reshapes that only move channels, or only merge positions."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = nn.LayerNorm(8)
+        self.mix = nn.Linear(8, 8)
+        self.token = nn.Linear(8, 5)
+        self.head = nn.Linear(36 * 5, 4)
+
+    def forward(self, x):
+        x = self.conv(x)
+        # ConvNeXt style: channels last for LayerNorm and Linear, then back.
+        x = x + self.mix(self.norm(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        # ViT style: (N, C, H, W) -> (N, C, H*W) -> (N, H*W, C) tokens.
+        tokens = x.reshape(x.size(0), 8, 36).transpose(1, 2)
+        return self.head(self.token(tokens).flatten(1))
+
+
+class Sorter(nn.Module):
+    def forward(self, x):
+        return torch.sort(x, dim=1).values
+
+
+class Gate(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(4))
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * self.scale.view(1, 4, 1, 1)
+        return x
+
+
+class Unmappable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = Sorter()
+        self.gate = Gate()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.head(self.conv(x))
+        x = self.gate(x) - 1
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+class Reuse(nn.Module):
+    """A weightless module called twice, and a weighted one (shared weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        x = self.relu(self.conv(x))
+        return self.relu(self.conv(x))
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def draft(factory, shape, model=None, dtype="float32", name=None):
+    return scaffold.draft(
+        factory, [shape], [dtype], name=name, model=model, path="draft.yaml"
+    )
+
+
+def convert(tmp_path, text, torch_model, name):
+    """Compile the draft as written, convert a randomised checkpoint with it."""
+    generated = compile_inline(tmp_path, text, name)
+    parity.randomize_(torch_model, seed=0)
+    checkpoint = parity.save_checkpoint(torch_model, tmp_path / f"{name}.safetensors")
+    return parity.import_generated(generated.output_path).convert(checkpoint)
+
+
+def assert_matches(torch_model, keras_model, x, relative):
+    expected = parity.torch_output(torch_model, x)
+    actual = parity.keras_output(keras_model, x)
+    error = parity.max_abs_error(expected, actual)
+    scale = max(1.0, float(np.abs(expected).max()))
+    print(f"max abs error {error:.3g}, max |output| {np.abs(expected).max():.3g}")
+    assert np.abs(expected).max() > 0.01
+    assert error <= relative * scale
+
+
+# --- scaffold -> compile -> parity, with zero hand edits ----------------------
+
+MODELS = [
+    ("examples.seed:SeedCNN", (1, 3, 32, 32), 1e-5),
+    ("examples.seed:SeedConv", (1, 3, 32, 32), 1e-5),
+    ("examples.seed:SeedLinear", (1, 10), 1e-5),
+    ("torchvision.models:resnet18", (1, 3, 224, 224), 1e-4),
+    ("torchvision.models:mobilenet_v2", (1, 3, 224, 224), 1e-4),
+    ("torchvision.models:squeezenet1_1", (1, 3, 224, 224), 1e-4),
+    ("torchvision.models:mobilenet_v3_small", (1, 3, 224, 224), 1e-4),
+    ("torchvision.models:efficientnet_b0", (1, 3, 224, 224), 1e-4),
+]
+
+
+@pytest.mark.parametrize(
+    "factory, shape, relative", MODELS, ids=[m[0].split(":")[1] for m in MODELS]
+)
+def test_scaffolded_spec_matches_pytorch(factory, shape, relative, tmp_path):
+    result = draft(factory, shape)
+    # Nothing unmapped, and validate has nothing to say: no error, no warning.
+    assert result.unmapped == ()
+    assert result.diagnostics == ()
+    torch_model = parity.build(factory)
+    keras_model = convert(tmp_path, result.text, torch_model, "drafted")
+    assert_matches(torch_model, keras_model, parity.random_input(shape, 1), relative)
+
+
+@pytest.mark.parametrize(
+    "model, shape",
+    [(Zoo, (1, 3, 32, 32)), (Signal, (1, 4, 20)), (Channels, (1, 3, 6, 6))],
+    ids=["zoo", "1d", "channels"],
+)
+def test_mapping_rules_match_pytorch(model, shape, tmp_path):
+    result = draft(f"tests.test_scaffold:{model.__name__}", shape, model())
+    assert result.unmapped == ()
+    assert result.diagnostics == ()
+    torch_model = model().eval()
+    keras_model = convert(tmp_path, result.text, torch_model, "drafted")
+    assert_matches(torch_model, keras_model, parity.random_input(shape, 1), 1e-5)
+
+
+def test_zoo_draft_reads_like_a_hand_written_spec():
+    text = draft("tests.test_scaffold:Zoo", (1, 3, 32, 32), Zoo()).text
+    lines = text.splitlines()
+    assert lines[0].startswith("# Drafted by torch2keras")
+    assert (
+        "#   torch2keras scaffold tests.test_scaffold:Zoo --input-shape 1,3,32,32"
+        in lines
+    )
+    expected = [
+        "  - {name: stem_pad, keras: ZeroPadding2D, args: {padding: 1}}",
+        "  - {name: stem, keras: Conv2D, torch: stem, args: {filters: 8, "
+        "kernel_size: 3, strides: 2}}",
+        "  - {name: relu, keras: ReLU}",
+        "  - {name: dilated, keras: Conv2D, torch: dilated, args: {filters: 8, "
+        "kernel_size: 3, padding: same, dilation_rate: 2, use_bias: false}}",
+        "  - {name: add, keras: Add, inputs: [dilated, even]}",
+        "  - {name: depthwise, keras: DepthwiseConv2D, torch: depthwise, args: "
+        "{kernel_size: 3, strides: 2, depth_multiplier: 2}}",
+        "  - {name: bn, keras: BatchNormalization, torch: bn, args: "
+        "{epsilon: 0.001, momentum: 0.99}}",
+        "  - {name: pool, keras: TorchMaxPooling2D, torch: pool, args: "
+        "{pool_size: 3, strides: 2, ceil_mode: true}}",
+        "  - {name: cat, keras: Concatenate, inputs: [pool, gelu]}",
+        "  - {name: mean, keras: GlobalAveragePooling2D, args: {keepdims: true}}",
+        "  - {name: adapt, keras: AveragePooling2D, torch: adapt, args: "
+        "{pool_size: 2}}",
+        "      kernel: {from: fc1.weight, transform: [{unflatten: [24, 2, 2]}, "
+        "transpose]}",
+        "  - {name: ln, keras: LayerNormalization, torch: ln, args: {epsilon: 1e-06}}",
+        "  - {name: softmax, keras: Softmax}",
+        "  - unused.weight",
+        "  - unused.bias",
+    ]
+    for line in expected:
+        assert line in lines
+
+
+def test_integer_ids_match_pytorch(tmp_path):
+    result = draft("tests.test_scaffold:Tokens", (1, 6), Tokens(), dtype="int64")
+    assert result.diagnostics == ()  # in particular, no flatten-order warning
+    assert "  ids: {shape: [6], dtype: int64}" in result.text
+    assert "      kernel: {from: fc.weight, transform: [transpose]}" in result.text
+    assert (
+        "      kernel: {from: conv_fc.weight, transform: [{unflatten: [4, 6]}, "
+        "transpose]}" in result.text
+    )
+    torch_model = Tokens().eval()
+    keras_model = convert(tmp_path, result.text, torch_model, "tokens")
+    ids = np.random.default_rng(1).integers(0, 50, size=(2, 6))
+    expected = torch_model(torch.from_numpy(ids)).detach().numpy()
+    actual = np.asarray(keras_model(ids, training=False))
+    assert parity.max_abs_error(expected, actual) <= 1e-5
+
+
+# --- what scaffold cannot map -------------------------------------------------
+
+
+def test_unmappable_ops_become_placeholders_that_validate_names(
+    tmp_path, monkeypatch, capsys
+):
+    result = draft("tests.test_scaffold:Unmappable", (1, 3, 8, 8), Unmappable())
+    lines = result.text.splitlines()
+    placeholders = [
+        line for line in lines if line.startswith("  - ") and "UNMAPPED" in line
+    ]
+    assert placeholders == [
+        "  - {name: head_sort, keras: 'UNMAPPED torch.sort in head.forward'}",
+        "  - {name: head_getattr, keras: 'UNMAPPED getattr in head.forward'}",
+        "  - {name: gate, keras: 'UNMAPPED module gate (tests.test_scaffold.Gate)', "
+        "torch: gate}",
+        "  - {name: sub, keras: 'UNMAPPED operator.sub in forward'}",
+    ]
+    # Each says why, above it; the layers around them are still drafted.
+    assert "  # UNMAPPED: it returns 2 values, not one tensor." in result.text
+    assert "  # UNMAPPED: torch.fx cannot trace its forward (TraceError:" in result.text
+    assert "  - {name: fc, keras: Dense, torch: fc, args: {units: 2}}" in result.text
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "unmappable.yaml").write_text(result.text)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["validate", "specs/unmappable.yaml"]) == cli.EXIT_FINDINGS
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 4
+    assert errors[0].startswith(
+        "specs/unmappable.yaml:17:30: error[E205]: scaffold found no Keras layer for "
+        "torch.sort in head.forward: replace this placeholder with a Keras layer "
+        "type the spec language allows"
+    )
+    assert "E205]: scaffold found no Keras layer for module gate (" in errors[2]
+    assert (
+        "E205]: scaffold found no Keras layer for operator.sub in forward" in errors[3]
+    )
+
+
+def test_shared_weights_and_reused_modules():
+    text = draft("tests.test_scaffold:Reuse", (1, 4, 5, 5), Reuse()).text
+    lines = text.splitlines()
+    # verify compares a module's last call: only that layer pairs with it.
+    assert "  - {name: relu, keras: ReLU}" in lines
+    assert "  - {name: relu_1, keras: ReLU, torch: relu}" in lines
+    # The second call of a weighted module cannot map its keys a second time.
+    assert (
+        "  - {name: conv_1, keras: 'UNMAPPED module conv (torch.nn.Conv2d)'}" in lines
+    )
+    assert "  # UNMAPPED: it is called a second time (shared weights)" in text
+
+
+def test_flatten_returned_channels_first_is_a_placeholder():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    result = draft("torch.nn:Sequential", (1, 3, 5, 5), model, name="seq")
+    assert result.unmapped and "forward() returns" in result.unmapped[0]
+    # Module names that start with a digit become valid spec names.
+    assert "  - {name: layer_0, keras: Conv2D, torch: '0', args:" in result.text
+
+
+def test_untraceable_forward_is_an_error():
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(scaffold.ScaffoldError, match=r"torch.fx cannot trace Branchy"):
+        draft("tests:Branchy", (1, 3), Branchy())
+
+
+# --- the command line ---------------------------------------------------------
+
+
+def test_cli_writes_once_and_replaces_only_with_force(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["scaffold", "examples.seed:SeedCNN", "--input-shape", "1,3,32,32"]
+    assert cli.main(argv) == cli.EXIT_OK
+    assert capsys.readouterr().out == "wrote specs/seed_cnn.yaml: 8 layers\n"
+    spec = tmp_path / "specs" / "seed_cnn.yaml"
+    text = spec.read_text()
+    assert (
+        "#   torch2keras scaffold examples.seed:SeedCNN --input-shape 1,3,32,32\n"
+        in (text)
+    )
+    assert "  x: {shape: [32, 32, 3]}  # Keras layout: channels last\n" in text
+
+    spec.write_text("# mine\n")
+    assert cli.main(argv) == cli.EXIT_USAGE
+    assert "specs/seed_cnn.yaml exists; pass --force" in capsys.readouterr().err
+    assert spec.read_text() == "# mine\n"
+    assert cli.main([*argv, "--force"]) == cli.EXIT_OK
+    assert spec.read_text() == text
+    assert sorted(p.name for p in spec.parent.iterdir()) == ["seed_cnn.yaml"]
+
+    # The draft compiles as it is.
+    (tmp_path / "pyproject.toml").write_text("")
+    assert cli.main(["compile", "specs/seed_cnn.yaml"]) == cli.EXIT_OK
+
+
+def test_cli_reports_unmapped_ops_and_exits_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["scaffold", "tests.test_scaffold:Unmappable", "--input-shape", "1,3,8,8"]
+    assert cli.main([*argv, "-o", "u.yaml"]) == cli.EXIT_FINDINGS
+    captured = capsys.readouterr()
+    assert captured.out == "wrote u.yaml: 7 layers, 4 UNMAPPED\n"
+    assert captured.err.count("error[E205]") == 4
+    assert (tmp_path / "u.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--input-shape", "1,3,x"], "--input-shape '1,3,x': give PyTorch's shape"),
+        (["--input-shape", "1,10", "--name", "1st"], "--name '1st' is not a valid"),
+    ],
+)
+def test_cli_usage_errors(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["scaffold", "examples.seed:SeedLinear", *argv]) == cli.EXIT_USAGE
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_model_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["scaffold", "examples.seed:NoSuchModel", "--input-shape", "1,10"]
+    assert cli.main(argv) == cli.EXIT_FINDINGS
+    assert "module 'examples.seed' has no 'NoSuchModel'" in capsys.readouterr().err
+    argv = ["scaffold", "examples.seed:SeedLinear", "--input-shape", "1,7"]
+    assert cli.main(argv) == cli.EXIT_FINDINGS
+    assert "running SeedLinear on an input of shape (1, 7) failed" in (
+        capsys.readouterr().err
+    )
+    assert list(tmp_path.iterdir()) == []

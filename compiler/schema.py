@@ -48,8 +48,9 @@ RESERVED_NAMES = frozenset(
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PARAM = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*")
-# PyTorch module paths and state-dict keys: dotted identifiers or indices.
-TORCH_PATH = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
+# PyTorch module paths and state-dict keys: dotted names (torchvision regnet has
+# "block1-0", so "-" too). They only ever reach generated code inside literals.
+TORCH_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _FACTORY = re.compile(
     r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*"
 )

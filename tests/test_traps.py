@@ -346,3 +346,17 @@ def test_reshape_leaves_the_pytorch_shape_open(tmp_path):
     )
     assert '"0.weight": (None, "out/kernel"' in result.generated.source
     assert result.error <= EXACT
+
+
+def test_module_paths_may_contain_hyphens(tmp_path):
+    """torchvision's regnet names blocks "block1-0": a valid PyTorch path."""
+    model = nn.Sequential()
+    model.add_module("block1-0", nn.Linear(4, 6))
+    result = compare(
+        tmp_path,
+        spec((4,), "  - {name: out, keras: Dense, torch: block1-0, args: {units: 6}}"),
+        model,
+        (3, 4),
+    )
+    assert '"block1-0.weight"' in result.generated.source
+    assert result.error <= EXACT

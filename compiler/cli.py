@@ -36,6 +36,18 @@ def _warn(generated: build.Generated) -> None:
         print(warning, file=sys.stderr)
 
 
+def _generate(spec: Path, output: Path | None = None, warn: bool = True):
+    """Compile one spec in memory; prints its diagnostics, None when it has errors."""
+    try:
+        generated = build.generate(spec, output)
+    except SpecError as exc:
+        _report(exc)
+        return None
+    if warn:
+        _warn(generated)
+    return generated
+
+
 def _specs(paths: list[str]) -> list[Path] | None:
     specs = build.find_specs(paths)
     missing = [p for p in specs if not p.is_file()]
@@ -63,13 +75,10 @@ def cmd_compile(args) -> int:
             output = Path(args.out_dir) / f"{spec.stem}.py"
         else:
             output = None
-        try:
-            generated = build.generate(spec, output)
-        except SpecError as exc:
-            _report(exc)
+        generated = _generate(spec, output)
+        if generated is None:
             status = EXIT_FINDINGS  # the previous generated file stays untouched
             continue
-        _warn(generated)
         shown = _shown(generated.output_path)
         try:
             changed = write.write_atomic(generated.output_path, generated.source)
@@ -91,10 +100,8 @@ def cmd_check(args) -> int:
     status = EXIT_OK
     expected_outputs = set()
     for spec in specs:
-        try:
-            generated = build.generate(spec)
-        except SpecError as exc:
-            _report(exc)
+        generated = _generate(spec, warn=False)
+        if generated is None:
             status = EXIT_FINDINGS
             continue
         expected_outputs.add(generated.output_path.resolve())
@@ -133,13 +140,9 @@ def cmd_validate(args) -> int:
         return EXIT_USAGE
     status = EXIT_OK
     for spec in specs:
-        try:
-            generated = build.generate(spec)
-        except SpecError as exc:
-            _report(exc)
+        if _generate(spec) is None:
             status = EXIT_FINDINGS
             continue
-        _warn(generated)
         print(f"{_shown(spec)}: ok")
     return status
 

@@ -31,11 +31,6 @@ def _report(exc: SpecError) -> None:
         print(diagnostic, file=sys.stderr)
 
 
-def _warn(generated: build.Generated) -> None:
-    for warning in generated.warnings:
-        print(warning, file=sys.stderr)
-
-
 def _generate(spec: Path, output: Path | None = None, warn: bool = True):
     """Compile one spec in memory; prints its diagnostics, None when it has errors."""
     try:
@@ -43,8 +38,8 @@ def _generate(spec: Path, output: Path | None = None, warn: bool = True):
     except SpecError as exc:
         _report(exc)
         return None
-    if warn:
-        _warn(generated)
+    for warning in generated.warnings if warn else ():
+        print(warning, file=sys.stderr)
     return generated
 
 

@@ -54,6 +54,8 @@ class _Expander:
     layers: list[FlatLayer] = field(default_factory=list)
     # Name a later layer may read -> the flat layer that produces it.
     aliases: dict[str, str] = field(default_factory=dict)
+    # Top-level names whose expansion failed (and was reported).
+    failed: set[str] = field(default_factory=set)
 
     def report(self, loc: Loc, code: str, message: str, context: str = "") -> None:
         self.diagnostics.append(self.doc.diagnostic(loc, code, message + context))
@@ -70,12 +72,16 @@ class _Expander:
             loc = ("layers", index)
             feed = self.top_level_inputs(item, loc, previous)
             if feed is None:
-                previous = None
-                continue
-            if isinstance(item, BlockInstanceSpec):
+                output = None
+            elif isinstance(item, BlockInstanceSpec):
                 output = self.instances(item, loc, feed)
             else:
                 output = self.add(item, loc, feed, prefix="", torch_prefix=None)
+            if output is None:
+                # Reported already. Later layers may still read the name: the
+                # resolver knows it failed and does not report it again.
+                self.failed.add(item.name)
+                output = item.name
             self.aliases[item.name] = output
             previous = output
 
@@ -318,11 +324,18 @@ def _substitute(value: Any, params: dict[str, Any]) -> Any:
     return value
 
 
-def expand(
-    doc: Document, spec: Spec
-) -> tuple[list[FlatLayer], dict[str, str], list[Diagnostic]]:
-    """The spec's layers, blocks instantiated, in order; plus the name aliases
-    (block instance -> its output layer) and any diagnostics."""
+@dataclass(frozen=True)
+class Expansion:
+    layers: list[FlatLayer]  # in order, blocks instantiated
+    aliases: dict[str, str]  # a name later layers may read -> its flat layer
+    failed: set[str]  # top-level names whose expansion failed (and was reported)
+    diagnostics: list[Diagnostic]
+
+
+def expand(doc: Document, spec: Spec) -> Expansion:
+    """The spec's layers as flat layers, blocks instantiated."""
     expander = _Expander(doc, spec)
     expander.run()
-    return expander.layers, expander.aliases, expander.diagnostics
+    return Expansion(
+        expander.layers, expander.aliases, expander.failed, expander.diagnostics
+    )

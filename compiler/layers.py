@@ -676,6 +676,37 @@ class Embedding(LayerType):
         return {"embeddings": (args.input_dim, args.output_dim)}
 
 
+class PReLUArgs(Args):
+    # Axes (1-based, batch excluded) that share one alpha: for PyTorch's
+    # per-channel PReLU(C), every axis but the channels, e.g. [1, 2] after a conv.
+    shared_axes: tuple[PositiveInt, ...] | None = None
+
+
+class PReLU(LayerType):
+    """PyTorch PReLU(num_parameters=C), channels last."""
+
+    keras = "PReLU"
+    Args = PReLUArgs
+
+    @classmethod
+    def weight_shapes(cls, args, inputs):
+        shape = inputs[0]
+        shared = tuple(sorted(args.shared_axes or ()))
+        if shared != tuple(range(1, len(shape))):
+            raise ShapeError(
+                f"PyTorch's PReLU has one alpha per channel: shared_axes must be "
+                f"{list(range(1, len(shape)))} for input shape {shape}, got "
+                f"{list(shared)}"
+            )
+        return {"alpha": (*(1 for _ in shared), shape[-1])}
+
+    @classmethod
+    def rules(cls, args):
+        # weight (C,) -> alpha (1, ..., 1, C): one leading 1 per shared axis.
+        splits = (SplitAxis(0, 1),) * len(args.shared_axes or ())
+        return {"alpha": ("weight", splits)}
+
+
 class Identity(LayerType):
     """A PyTorch module that is the identity here (e.g. AdaptiveAvgPool2d((7, 7))
     on a 7x7 map, or Dropout at inference), kept so verify can pair it."""
@@ -1108,6 +1139,7 @@ LAYER_TYPES: dict[str, type[LayerType]] = {
         LayerNormalization,
         Embedding,
         Identity,
+        PReLU,
         TorchMaxPooling2D,
         TorchAveragePooling2D,
         LSTM,

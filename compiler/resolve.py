@@ -68,10 +68,13 @@ class _Resolver:
                 ir.Input(name, tuple(spec.shape), spec.dtype, self.lines[name])
             )
 
-        flat_layers, aliases, found = expand(self.doc, self.spec)
-        self.diagnostics += found
+        expansion = expand(self.doc, self.spec)
+        self.diagnostics += expansion.diagnostics
+        aliases = expansion.aliases
+        for name in expansion.failed:
+            self.shapes[name] = None  # unknown: layers reading it are skipped quietly
         layers = []
-        for flat in flat_layers:
+        for flat in expansion.layers:
             self.context = flat.context
             resolved = self.layer(flat)
             if resolved is not None:
@@ -82,8 +85,6 @@ class _Resolver:
         outputs = []
         for position, name in enumerate(self.spec.outputs):
             name = aliases.get(name, name)
-            if name is None:
-                continue  # a block instance that failed to expand, already reported
             outputs.append(name)
             if name not in self.shapes:
                 self.report(

@@ -412,8 +412,12 @@ def diagnostics(
         message = _message(error, loc, keys) + context
         key = error["type"] == "extra_forbidden"
         found.append(doc.diagnostic(prefix + loc, code, message, key=key))
-    # One finding per place: unions can report the same spot more than once.
-    return sorted(dict.fromkeys(found), key=Diagnostic.sort_key)
+    # One finding per place: a union reports each of its members' failures at the
+    # same spot ("greater than 0", "a valid tuple"); the first one says enough.
+    first = {}
+    for diagnostic in found:
+        first.setdefault((diagnostic.position, diagnostic.code), diagnostic)
+    return sorted(first.values(), key=Diagnostic.sort_key)
 
 
 def validate(doc: Document) -> Spec:

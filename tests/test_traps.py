@@ -360,3 +360,21 @@ def test_module_paths_may_contain_hyphens(tmp_path):
     )
     assert '"block1-0.weight"' in result.generated.source
     assert result.error <= EXACT
+
+
+def test_prelu_has_one_alpha_per_channel(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.PReLU(5))
+    result = compare(
+        tmp_path,
+        spec(
+            (6, 6, 3),
+            """\
+          - {name: conv, keras: Conv2D, torch: '0', args: {filters: 5, kernel_size: 3, padding: same}}
+                  - {name: out, keras: PReLU, torch: '1', args: {shared_axes: [1, 2]}}""",
+        ),
+        model,
+        (2, 3, 6, 6),
+    )
+    assert result.error <= EXACT
+    # Negative slopes really differ per channel (randomised), so this is a real test.
+    assert len(set(model[1].weight.tolist())) == 5

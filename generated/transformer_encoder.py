@@ -180,14 +180,16 @@ def build_model() -> keras.Model:
 def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> None:
     """Copy a PyTorch state dict (numpy arrays or CPU tensors) into `model`.
 
-    Checks first that every key in SOURCES is present with its shape and that
-    every other key is in IGNORED, then transforms and casts every weight; raises
-    WeightLoadError listing every problem before any weight is changed. Each Keras
-    weight is then filled exactly once.
+    Checks every key first: each one in SOURCES present, of its shape, and
+    castable to its Keras weight's dtype without loss, every other key in
+    IGNORED; raises WeightLoadError listing every problem before any weight is
+    changed. Then each weight is transformed, assigned and dropped in turn (at
+    most one transformed copy is held), and each is filled exactly once.
     """
-    _check_state_dict(state_dict)
+    variables = {variable.path: variable for variable in model.weights}
+    _check_state_dict(state_dict, variables)
     sd = _Arrays(state_dict)
-    assign = _Assigner(model)
+    assign = _Assigner(variables)
     # embedding: Embedding <- embedding (spec line 32)
     assign("embedding/embeddings", sd["embedding.weight"])
     # layers_0_self_attn: MultiHeadAttention <- encoder.layers.0.self_attn (spec line 21)
@@ -379,9 +381,12 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     tensor name to {dtype, shape, data_offsets: [begin, end]} (offsets into the
     bytes after the header), then the data, every byte in exactly one tensor.
     """
-    data = memoryview(path.read_bytes())
-    if len(data) < 8:
-        raise _corrupt(path, f"{len(data)} bytes, too short for a header")
+    length = path.stat().st_size
+    if length < 8:
+        raise _corrupt(path, f"{length} bytes, too short for a header")
+    # Memory-mapped: each tensor's bytes are read from disk when that tensor is
+    # used, so the file is never copied into memory as a whole.
+    data = memoryview(np.memmap(path, dtype=np.uint8, mode="r"))
     size = int.from_bytes(data[:8], "little")
     if size > len(data) - 8:
         raise _corrupt(
@@ -501,16 +506,18 @@ class _Arrays(Mapping):
         return len(self._state_dict)
 
 
-def _check_state_dict(state_dict) -> None:
+def _check_state_dict(state_dict, variables) -> None:
     problems = []
-    for key, (shape, target, line) in SOURCES.items():
+    for key, (shape, targets, line) in SOURCES.items():
         if key not in state_dict:
-            problems.append(f"missing key {key!r} for {target} ({SPEC}:{line})")
+            problems.append(f"missing key {key!r} for {targets} ({SPEC}:{line})")
         elif shape is not None and tuple(state_dict[key].shape) != shape:
             problems.append(
-                f"key {key!r} for {target} has shape {tuple(state_dict[key].shape)}, "
+                f"key {key!r} for {targets} has shape {tuple(state_dict[key].shape)}, "
                 f"expected {shape} ({SPEC}:{line})"
             )
+        else:
+            problems += _cast_problems(key, targets, line, state_dict, variables)
     for key in state_dict:
         if key not in SOURCES and key not in IGNORED:
             problems.append(
@@ -522,15 +529,39 @@ def _check_state_dict(state_dict) -> None:
         )
 
 
-class _Assigner:
-    """Fills Keras weights by path, each exactly once, checking shapes and dtypes.
+def _cast_problems(key, targets, line, state_dict, variables) -> list[str]:
+    """Whether the key's values survive the cast to each weight it feeds.
 
-    Values are checked and cast as they come and assigned only in finish(), once
-    all of them fit: a failed load leaves the model as it was.
+    Transforms only move, combine or widen values, so checking the source
+    checks what will be assigned.
+    """
+    problems = []
+    value = _to_numpy(state_dict[key])
+    for target in targets.split(", "):
+        variable = variables.get(target)
+        if variable is None:
+            problems.append(f"model has no weight {target} ({SPEC}:{line})")
+            continue
+        lost = _cast_loss(value, np.dtype(variable.dtype))
+        if lost and not ALLOW_LOSSY_CAST:
+            problems.append(
+                f"{key!r} -> {target}: {lost} ({SPEC}:{line}); cast the "
+                "checkpoint yourself, or accept it with `allow_lossy_cast: "
+                f"true` in {SPEC}"
+            )
+    return problems
+
+
+class _Assigner:
+    """Fills Keras weights by path, each exactly once, checking shapes.
+
+    The state dict was checked (keys, shapes, casts) before the first call and
+    the compiler checked every transform against the shapes, so a mismatch here
+    means `model` did not come from build_model().
     """
 
-    def __init__(self, model):
-        self._variables = {variable.path: variable for variable in model.weights}
+    def __init__(self, variables):
+        self._variables = variables
         # Keras weight -> (the PyTorch key(s) it is made from, spec line). A key
         # read in chunks lists every weight it feeds, separated by ", ".
         self._lines = {}
@@ -538,41 +569,23 @@ class _Assigner:
             for target in targets.split(", "):
                 before = self._lines.get(target, ("", line))[0]
                 self._lines[target] = (f"{before}, {key}" if before else key, line)
-        self._values = {}
-        self._problems = []
+        self._filled = set()
 
     def __call__(self, target: str, value: np.ndarray) -> None:
         key, line = self._lines[target]
-        variable = self._variables.get(target)
-        if variable is None:
-            self._problems.append(f"model has no weight {target} ({SPEC}:{line})")
-        elif tuple(value.shape) != tuple(variable.shape):
-            self._problems.append(
+        variable = self._variables[target]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise WeightLoadError(
                 f"{key!r} -> {target}: transformed shape {tuple(value.shape)}, "
                 f"Keras expects {tuple(variable.shape)} ({SPEC}:{line})"
             )
-        else:
-            dtype = np.dtype(variable.dtype)
-            lost = _cast_loss(value, dtype)
-            if lost and not ALLOW_LOSSY_CAST:
-                self._problems.append(
-                    f"{key!r} -> {target}: {lost} ({SPEC}:{line}); cast the "
-                    "checkpoint yourself, or accept it with `allow_lossy_cast: "
-                    f"true` in {SPEC}"
-                )
-            else:
-                self._values[target] = value.astype(dtype)
+        variable.assign(value.astype(np.dtype(variable.dtype)))
+        self._filled.add(target)
 
     def finish(self) -> None:
-        unfilled = sorted(set(self._variables) - set(self._values))
-        if unfilled and not self._problems:
-            self._problems.append(f"weights left unfilled: {', '.join(unfilled)}")
-        if self._problems:
-            raise WeightLoadError(
-                f"state dict does not fit {SPEC}:\n  " + "\n  ".join(self._problems)
-            )
-        for target, value in self._values.items():
-            self._variables[target].assign(value)
+        unfilled = sorted(set(self._variables) - self._filled)
+        if unfilled:
+            raise WeightLoadError(f"weights left unfilled: {', '.join(unfilled)}")
 
 
 # Kinds of dtype a cast may not cross: float, integer (signed or not), bool, complex.

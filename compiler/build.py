@@ -116,8 +116,9 @@ _MODULE_IMPORTS = frozenset(
     {"__future__", "argparse", "collections.abc", "json", "math", "pathlib"}
     | {"keras", "numpy"}
 )
-# Imports inside a function: torch, only in read_checkpoint, only for .pt files.
-_LAZY_IMPORTS = frozenset({"torch"})
+# Imports inside a function: torch in read_checkpoint, only for .pt files;
+# tensorflow and tempfile in export(), only for SavedModel and TFLite.
+_LAZY_IMPORTS = frozenset({"torch", "tensorflow", "tempfile"})
 # Builtins that run code, import, or open files.
 _FORBIDDEN_NAMES = frozenset(
     {"exec", "eval", "compile", "__import__", "open", "breakpoint"}

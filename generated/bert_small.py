@@ -821,17 +821,43 @@ def _cast_loss(value: np.ndarray, dtype: np.dtype) -> str | None:
     return None
 
 
+def export(model: keras.Model, output: str | Path, format: str = "keras") -> None:
+    """Save the converted model as a .keras file, a TensorFlow SavedModel folder
+    (TensorFlow backend) or a .tflite file (TensorFlow backend)."""
+    if format == "keras":
+        model.save(output)
+    elif format == "savedmodel":
+        model.export(str(output), format="tf_saved_model")
+    elif format == "tflite":
+        import tempfile
+
+        import tensorflow as tf
+
+        with tempfile.TemporaryDirectory() as saved_model:
+            model.export(saved_model, format="tf_saved_model")
+            converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+            Path(output).write_bytes(converter.convert())
+    else:
+        raise ValueError(f"unknown export format {format!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=f"Convert a PyTorch checkpoint with {SPEC} and save a .keras model."
+        description=f"Convert a PyTorch checkpoint with {SPEC} and save the model."
     )
     parser.add_argument("checkpoint", help=".safetensors, .pt/.pth/.bin or .npz")
     parser.add_argument(
-        "-o", "--output", required=True, help="the .keras file to write"
+        "-o", "--output", required=True, help="the file (or SavedModel folder) to write"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("keras", "savedmodel", "tflite"),
+        default="keras",
+        help="keras: a .keras file (any backend); savedmodel, tflite: TensorFlow only",
     )
     args = parser.parse_args(argv)
     model = convert(args.checkpoint)
-    model.save(args.output)
+    export(model, args.output, args.format)
     print(f"saved {args.output}")
     return 0
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -425,10 +426,19 @@ def main(argv: list[str] | None = None) -> int:
         default="keras",
         help="keras: a .keras file (any backend); savedmodel, tflite: TensorFlow only",
     )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing but errors"
+    )
     args = parser.parse_args(argv)
-    model = convert(args.checkpoint)
+    say = (lambda message: None) if args.quiet else print
+    started = time.perf_counter()
+    state_dict = read_checkpoint(args.checkpoint)
+    say(f"read {len(state_dict)} tensors from {args.checkpoint}")
+    model = build_model()
+    load_weights(model, state_dict)
+    say(f"converted in {time.perf_counter() - started:.1f} s")
     export(model, args.output, args.format)
-    print(f"saved {args.output}")
+    say(f"saved {args.output}")
     return 0
 
 

@@ -79,13 +79,18 @@ def test_naive_flatten_port_is_wrong_and_ours_is_right(tmp_path):
     assert our_error <= TOLERANCE
 
 
-def test_cli_of_generated_module_saves_a_loadable_keras_file(tmp_path):
+def test_cli_of_generated_module_saves_a_loadable_keras_file(tmp_path, capsys):
     import keras
 
     torch_model = parity.randomize_(parity.build("examples.seed:SeedConv"), seed=1)
     checkpoint = parity.save_checkpoint(torch_model, tmp_path / "seed_conv.safetensors")
     module = parity.import_generated(GENERATED / "seed_conv.py")
     assert module.main([str(checkpoint), "-o", str(tmp_path / "seed_conv.keras")]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert said[0] == f"read 2 tensors from {checkpoint}"
+    assert said[-1] == f"saved {tmp_path / 'seed_conv.keras'}"
+    assert module.main([str(checkpoint), "-o", str(tmp_path / "q.keras"), "-q"]) == 0
+    assert capsys.readouterr().out == ""
 
     reloaded = keras.saving.load_model(tmp_path / "seed_conv.keras", safe_mode=True)
     x = parity.random_input((2, 3, 32, 32), seed=2)

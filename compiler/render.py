@@ -100,6 +100,28 @@ def fit(indent: int, head: str, items: list[str], tail: str) -> list[str]:
     return [f"{pad}{head}", *(f"{inner}{item}," for item in items), f"{pad}{tail}"]
 
 
+def fit_call(
+    indent: int, head: str, args: list[str], tail: str, feed: str | None = None
+) -> list[str]:
+    """Like fit(), for a call that is a whole statement, split as ruff splits it.
+
+    `head(args)tail`, or with `feed`, `head(args)(feed)tail`. Ruff first tries
+    the last bracket: `head(args)(` / feed / `)tail`; if that first line is too
+    long, the arguments on one line of their own; else one argument per line.
+    """
+    pad, inner = INDENT * indent, INDENT * (indent + 1)
+    joined = ", ".join(args)
+    close = f")({feed}){tail}" if feed is not None else f"){tail}"
+    if len(f"{pad}{head}{joined}{close}") <= LINE_LENGTH:
+        return [f"{pad}{head}{joined}{close}"]
+    if feed is not None and len(f"{pad}{head}{joined})(") <= LINE_LENGTH:
+        if len(f"{inner}{feed}") <= LINE_LENGTH:
+            return [f"{pad}{head}{joined})(", f"{inner}{feed}", f"{pad}){tail}"]
+    if len(f"{inner}{joined}") <= LINE_LENGTH:
+        return [f"{pad}{head}", f"{inner}{joined}", f"{pad}{close}"]
+    return fit(indent, head, args, close)
+
+
 def _docstring(module: ir.Module) -> str:
     title = f"{module.name}: {module.summary}" if module.summary else module.name
     lines = [
@@ -178,7 +200,7 @@ def _build_lines(module: ir.Module) -> list[str]:
             _call_args(layer.args, layer.name),
         )
         if layer.wrapped is None:
-            lines += fit(1, head, args, f")({feed})")
+            lines += fit_call(1, head, args, "", feed=feed)
         else:
             lines += _wrapper_lines(head, layer.wrapped, args, f")({feed})")
 
@@ -247,7 +269,7 @@ def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
         base = f"({base})"  # (a + b).T, not a + b.T
     expr = base + "".join(links)
     if len(INDENT * 2 + expr + ",") <= LINE_LENGTH:
-        return lines + fit(1, "assign(", [py(target), expr], ")")
+        return lines + fit_call(1, "assign(", [py(target), expr], "")
     bare = f"{INDENT}value = value"
     statement = f"{INDENT}value = {base}"
     if len(statement) > LINE_LENGTH and combiner is None:
@@ -260,7 +282,7 @@ def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
         statement += link
     if statement != bare:
         lines.append(statement)
-    return lines + fit(1, "assign(", [py(target), "value"], ")")
+    return lines + fit_call(1, "assign(", [py(target), "value"], "")
 
 
 def _load_lines(module: ir.Module) -> list[str]:

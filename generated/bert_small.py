@@ -237,97 +237,75 @@ def build_model() -> keras.Model:
     attention_mask = keras.Input(shape=(16,), dtype="int64", name="attention_mask")
     token_type_ids = keras.Input(shape=(16,), dtype="int64", name="token_type_ids")
     word_embeddings = keras.layers.Embedding(
-        input_dim=1000,
-        output_dim=128,
-        name="word_embeddings",
+        input_dim=1000, output_dim=128, name="word_embeddings"
     )(input_ids)
     position_embeddings = PositionEmbedding(
-        input_dim=64,
-        output_dim=128,
-        name="position_embeddings",
+        input_dim=64, output_dim=128, name="position_embeddings"
     )(input_ids)
     token_type_embeddings = keras.layers.Embedding(
-        input_dim=2,
-        output_dim=128,
-        name="token_type_embeddings",
+        input_dim=2, output_dim=128, name="token_type_embeddings"
     )(token_type_ids)
-    embeddings = keras.layers.Add(
-        name="embeddings",
-    )([word_embeddings, position_embeddings, token_type_embeddings])
+    embeddings = keras.layers.Add(name="embeddings")(
+        [word_embeddings, position_embeddings, token_type_embeddings]
+    )
     embeddings_norm = keras.layers.LayerNormalization(
-        epsilon=1e-12,
-        name="embeddings_norm",
+        epsilon=1e-12, name="embeddings_norm"
     )(embeddings)
     mask = keras.layers.Reshape(target_shape=(1, 16), name="mask")(attention_mask)
     # encoder_0: bert_layer(mask='mask') <- encoder.layer.0 (spec line 53)
     encoder_0_attention = keras.layers.MultiHeadAttention(
-        num_heads=2,
-        key_dim=64,
-        name="encoder_0_attention",
+        num_heads=2, key_dim=64, name="encoder_0_attention"
     )(embeddings_norm, embeddings_norm, attention_mask=mask)
-    encoder_0_attention_add = keras.layers.Add(
-        name="encoder_0_attention_add",
-    )([embeddings_norm, encoder_0_attention])
+    encoder_0_attention_add = keras.layers.Add(name="encoder_0_attention_add")(
+        [embeddings_norm, encoder_0_attention]
+    )
     encoder_0_attention_norm = keras.layers.LayerNormalization(
-        epsilon=1e-12,
-        name="encoder_0_attention_norm",
+        epsilon=1e-12, name="encoder_0_attention_norm"
     )(encoder_0_attention_add)
     encoder_0_intermediate = keras.layers.Dense(
-        units=256,
-        name="encoder_0_intermediate",
+        units=256, name="encoder_0_intermediate"
     )(encoder_0_attention_norm)
     encoder_0_intermediate_gelu = keras.layers.Activation(
-        activation="gelu",
-        name="encoder_0_intermediate_gelu",
+        activation="gelu", name="encoder_0_intermediate_gelu"
     )(encoder_0_intermediate)
-    encoder_0_output = keras.layers.Dense(
-        units=128,
-        name="encoder_0_output",
-    )(encoder_0_intermediate_gelu)
-    encoder_0_output_add = keras.layers.Add(
-        name="encoder_0_output_add",
-    )([encoder_0_attention_norm, encoder_0_output])
+    encoder_0_output = keras.layers.Dense(units=128, name="encoder_0_output")(
+        encoder_0_intermediate_gelu
+    )
+    encoder_0_output_add = keras.layers.Add(name="encoder_0_output_add")(
+        [encoder_0_attention_norm, encoder_0_output]
+    )
     encoder_0_output_norm = keras.layers.LayerNormalization(
-        epsilon=1e-12,
-        name="encoder_0_output_norm",
+        epsilon=1e-12, name="encoder_0_output_norm"
     )(encoder_0_output_add)
     # encoder_1: bert_layer(mask='mask') <- encoder.layer.1 (spec line 53)
     encoder_1_attention = keras.layers.MultiHeadAttention(
-        num_heads=2,
-        key_dim=64,
-        name="encoder_1_attention",
+        num_heads=2, key_dim=64, name="encoder_1_attention"
     )(encoder_0_output_norm, encoder_0_output_norm, attention_mask=mask)
-    encoder_1_attention_add = keras.layers.Add(
-        name="encoder_1_attention_add",
-    )([encoder_0_output_norm, encoder_1_attention])
+    encoder_1_attention_add = keras.layers.Add(name="encoder_1_attention_add")(
+        [encoder_0_output_norm, encoder_1_attention]
+    )
     encoder_1_attention_norm = keras.layers.LayerNormalization(
-        epsilon=1e-12,
-        name="encoder_1_attention_norm",
+        epsilon=1e-12, name="encoder_1_attention_norm"
     )(encoder_1_attention_add)
     encoder_1_intermediate = keras.layers.Dense(
-        units=256,
-        name="encoder_1_intermediate",
+        units=256, name="encoder_1_intermediate"
     )(encoder_1_attention_norm)
     encoder_1_intermediate_gelu = keras.layers.Activation(
-        activation="gelu",
-        name="encoder_1_intermediate_gelu",
+        activation="gelu", name="encoder_1_intermediate_gelu"
     )(encoder_1_intermediate)
-    encoder_1_output = keras.layers.Dense(
-        units=128,
-        name="encoder_1_output",
-    )(encoder_1_intermediate_gelu)
-    encoder_1_output_add = keras.layers.Add(
-        name="encoder_1_output_add",
-    )([encoder_1_attention_norm, encoder_1_output])
+    encoder_1_output = keras.layers.Dense(units=128, name="encoder_1_output")(
+        encoder_1_intermediate_gelu
+    )
+    encoder_1_output_add = keras.layers.Add(name="encoder_1_output_add")(
+        [encoder_1_attention_norm, encoder_1_output]
+    )
     encoder_1_output_norm = keras.layers.LayerNormalization(
-        epsilon=1e-12,
-        name="encoder_1_output_norm",
+        epsilon=1e-12, name="encoder_1_output_norm"
     )(encoder_1_output_add)
     # top level
-    first_token = keras.layers.Cropping1D(
-        cropping=(0, 15),
-        name="first_token",
-    )(encoder_1_output_norm)
+    first_token = keras.layers.Cropping1D(cropping=(0, 15), name="first_token")(
+        encoder_1_output_norm
+    )
     first_token_flat = keras.layers.Flatten(name="first_token_flat")(first_token)
     pooler_dense = keras.layers.Dense(units=128, name="pooler_dense")(first_token_flat)
     pooler = keras.layers.Activation(activation="tanh", name="pooler")(pooler_dense)
@@ -359,8 +337,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("word_embeddings/embeddings", sd["embeddings.word_embeddings.weight"])
     # position_embeddings: PositionEmbedding <- embeddings.position_embeddings (spec line 47)
     assign(
-        "position_embeddings/embeddings",
-        sd["embeddings.position_embeddings.weight"],
+        "position_embeddings/embeddings", sd["embeddings.position_embeddings.weight"]
     )
     # token_type_embeddings: Embedding <- embeddings.token_type_embeddings (spec line 48)
     assign(

@@ -86,11 +86,9 @@ class WeightLoadError(ValueError):
 def build_model() -> keras.Model:
     """The Keras model, with the spec's layer names and uninitialised weights."""
     ids = keras.Input(shape=(16,), dtype="int64", name="ids")
-    embedding = keras.layers.Embedding(
-        input_dim=1000,
-        output_dim=32,
-        name="embedding",
-    )(ids)
+    embedding = keras.layers.Embedding(input_dim=1000, output_dim=32, name="embedding")(
+        ids
+    )
     lstm1 = keras.layers.Bidirectional(
         keras.layers.LSTM(units=48, return_sequences=True, name="lstm"),
         merge_mode="concat",

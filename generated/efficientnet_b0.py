@@ -770,1172 +770,768 @@ def build_model() -> keras.Model:
     image = keras.Input(shape=(224, 224, 3), dtype="float32", name="image")
     pad0 = keras.layers.ZeroPadding2D(padding=1, name="pad0")(image)
     stem = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="stem",
+        filters=32, kernel_size=3, strides=2, use_bias=False, name="stem"
     )(pad0)
     stem_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stem_bn",
+        epsilon=1e-05, momentum=0.9, name="stem_bn"
     )(stem)
     stem_silu = keras.layers.Activation(activation="silu", name="stem_silu")(stem_bn)
     b1_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        padding="same",
-        use_bias=False,
-        name="b1_depthwise",
+        kernel_size=3, padding="same", use_bias=False, name="b1_depthwise"
     )(stem_silu)
     b1_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="b1_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="b1_depthwise_bn"
     )(b1_depthwise)
     b1_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="b1_depthwise_silu",
+        activation="silu", name="b1_depthwise_silu"
     )(b1_depthwise_bn)
-    b1_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="b1_se_pool",
-    )(b1_depthwise_silu)
-    b1_se_fc1 = keras.layers.Conv2D(
-        filters=8,
-        kernel_size=1,
-        name="b1_se_fc1",
-    )(b1_se_pool)
-    b1_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="b1_se_silu",
-    )(b1_se_fc1)
-    b1_se_fc2 = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=1,
-        name="b1_se_fc2",
-    )(b1_se_silu)
-    b1_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="b1_se_sigmoid",
-    )(b1_se_fc2)
-    b1_se_scale = keras.layers.Multiply(
-        name="b1_se_scale",
-    )([b1_depthwise_silu, b1_se_sigmoid])
+    b1_se_pool = keras.layers.GlobalAveragePooling2D(keepdims=True, name="b1_se_pool")(
+        b1_depthwise_silu
+    )
+    b1_se_fc1 = keras.layers.Conv2D(filters=8, kernel_size=1, name="b1_se_fc1")(
+        b1_se_pool
+    )
+    b1_se_silu = keras.layers.Activation(activation="silu", name="b1_se_silu")(
+        b1_se_fc1
+    )
+    b1_se_fc2 = keras.layers.Conv2D(filters=32, kernel_size=1, name="b1_se_fc2")(
+        b1_se_silu
+    )
+    b1_se_sigmoid = keras.layers.Activation(activation="sigmoid", name="b1_se_sigmoid")(
+        b1_se_fc2
+    )
+    b1_se_scale = keras.layers.Multiply(name="b1_se_scale")(
+        [b1_depthwise_silu, b1_se_sigmoid]
+    )
     b1_project = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=1,
-        use_bias=False,
-        name="b1_project",
+        filters=16, kernel_size=1, use_bias=False, name="b1_project"
     )(b1_se_scale)
     b1_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="b1_project_bn",
+        epsilon=1e-05, momentum=0.9, name="b1_project_bn"
     )(b1_project)
     # stage2_0: mbconv(hidden=96, filters=24, squeeze=4, kernel=3, pad=1, stride=2, residual=False) <- features.2.0 (spec line 53)
     stage2_0_expand = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        use_bias=False,
-        name="stage2_0_expand",
+        filters=96, kernel_size=1, use_bias=False, name="stage2_0_expand"
     )(b1_project_bn)
     stage2_0_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage2_0_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage2_0_expand_bn"
     )(stage2_0_expand)
     stage2_0_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage2_0_expand_silu",
+        activation="silu", name="stage2_0_expand_silu"
     )(stage2_0_expand_bn)
-    stage2_0_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="stage2_0_pad",
-    )(stage2_0_expand_silu)
+    stage2_0_pad = keras.layers.ZeroPadding2D(padding=1, name="stage2_0_pad")(
+        stage2_0_expand_silu
+    )
     stage2_0_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="stage2_0_depthwise",
+        kernel_size=3, strides=2, use_bias=False, name="stage2_0_depthwise"
     )(stage2_0_pad)
     stage2_0_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage2_0_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage2_0_depthwise_bn"
     )(stage2_0_depthwise)
     stage2_0_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage2_0_depthwise_silu",
+        activation="silu", name="stage2_0_depthwise_silu"
     )(stage2_0_depthwise_bn)
     stage2_0_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage2_0_se_pool",
+        keepdims=True, name="stage2_0_se_pool"
     )(stage2_0_depthwise_silu)
     stage2_0_se_fc1 = keras.layers.Conv2D(
-        filters=4,
-        kernel_size=1,
-        name="stage2_0_se_fc1",
+        filters=4, kernel_size=1, name="stage2_0_se_fc1"
     )(stage2_0_se_pool)
     stage2_0_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage2_0_se_silu",
+        activation="silu", name="stage2_0_se_silu"
     )(stage2_0_se_fc1)
     stage2_0_se_fc2 = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        name="stage2_0_se_fc2",
+        filters=96, kernel_size=1, name="stage2_0_se_fc2"
     )(stage2_0_se_silu)
     stage2_0_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage2_0_se_sigmoid",
+        activation="sigmoid", name="stage2_0_se_sigmoid"
     )(stage2_0_se_fc2)
-    stage2_0_se_scale = keras.layers.Multiply(
-        name="stage2_0_se_scale",
-    )([stage2_0_depthwise_silu, stage2_0_se_sigmoid])
+    stage2_0_se_scale = keras.layers.Multiply(name="stage2_0_se_scale")(
+        [stage2_0_depthwise_silu, stage2_0_se_sigmoid]
+    )
     stage2_0_project = keras.layers.Conv2D(
-        filters=24,
-        kernel_size=1,
-        use_bias=False,
-        name="stage2_0_project",
+        filters=24, kernel_size=1, use_bias=False, name="stage2_0_project"
     )(stage2_0_se_scale)
     stage2_0_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage2_0_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage2_0_project_bn"
     )(stage2_0_project)
     # stage2_1: mbconv(hidden=144, filters=24, squeeze=6, kernel=3, pad=1, stride=1, residual=True) <- features.2.1 (spec line 53)
     stage2_1_expand = keras.layers.Conv2D(
-        filters=144,
-        kernel_size=1,
-        use_bias=False,
-        name="stage2_1_expand",
+        filters=144, kernel_size=1, use_bias=False, name="stage2_1_expand"
     )(stage2_0_project_bn)
     stage2_1_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage2_1_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage2_1_expand_bn"
     )(stage2_1_expand)
     stage2_1_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage2_1_expand_silu",
+        activation="silu", name="stage2_1_expand_silu"
     )(stage2_1_expand_bn)
-    stage2_1_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="stage2_1_pad",
-    )(stage2_1_expand_silu)
+    stage2_1_pad = keras.layers.ZeroPadding2D(padding=1, name="stage2_1_pad")(
+        stage2_1_expand_silu
+    )
     stage2_1_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="stage2_1_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="stage2_1_depthwise"
     )(stage2_1_pad)
     stage2_1_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage2_1_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage2_1_depthwise_bn"
     )(stage2_1_depthwise)
     stage2_1_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage2_1_depthwise_silu",
+        activation="silu", name="stage2_1_depthwise_silu"
     )(stage2_1_depthwise_bn)
     stage2_1_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage2_1_se_pool",
+        keepdims=True, name="stage2_1_se_pool"
     )(stage2_1_depthwise_silu)
     stage2_1_se_fc1 = keras.layers.Conv2D(
-        filters=6,
-        kernel_size=1,
-        name="stage2_1_se_fc1",
+        filters=6, kernel_size=1, name="stage2_1_se_fc1"
     )(stage2_1_se_pool)
     stage2_1_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage2_1_se_silu",
+        activation="silu", name="stage2_1_se_silu"
     )(stage2_1_se_fc1)
     stage2_1_se_fc2 = keras.layers.Conv2D(
-        filters=144,
-        kernel_size=1,
-        name="stage2_1_se_fc2",
+        filters=144, kernel_size=1, name="stage2_1_se_fc2"
     )(stage2_1_se_silu)
     stage2_1_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage2_1_se_sigmoid",
+        activation="sigmoid", name="stage2_1_se_sigmoid"
     )(stage2_1_se_fc2)
-    stage2_1_se_scale = keras.layers.Multiply(
-        name="stage2_1_se_scale",
-    )([stage2_1_depthwise_silu, stage2_1_se_sigmoid])
+    stage2_1_se_scale = keras.layers.Multiply(name="stage2_1_se_scale")(
+        [stage2_1_depthwise_silu, stage2_1_se_sigmoid]
+    )
     stage2_1_project = keras.layers.Conv2D(
-        filters=24,
-        kernel_size=1,
-        use_bias=False,
-        name="stage2_1_project",
+        filters=24, kernel_size=1, use_bias=False, name="stage2_1_project"
     )(stage2_1_se_scale)
     stage2_1_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage2_1_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage2_1_project_bn"
     )(stage2_1_project)
-    stage2_1_add = keras.layers.Add(
-        name="stage2_1_add",
-    )([stage2_1_project_bn, stage2_0_project_bn])
+    stage2_1_add = keras.layers.Add(name="stage2_1_add")(
+        [stage2_1_project_bn, stage2_0_project_bn]
+    )
     # stage3_0: mbconv(hidden=144, filters=40, squeeze=6, kernel=5, pad=2, stride=2, residual=False) <- features.3.0 (spec line 54)
     stage3_0_expand = keras.layers.Conv2D(
-        filters=144,
-        kernel_size=1,
-        use_bias=False,
-        name="stage3_0_expand",
+        filters=144, kernel_size=1, use_bias=False, name="stage3_0_expand"
     )(stage2_1_add)
     stage3_0_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage3_0_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage3_0_expand_bn"
     )(stage3_0_expand)
     stage3_0_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage3_0_expand_silu",
+        activation="silu", name="stage3_0_expand_silu"
     )(stage3_0_expand_bn)
-    stage3_0_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="stage3_0_pad",
-    )(stage3_0_expand_silu)
+    stage3_0_pad = keras.layers.ZeroPadding2D(padding=2, name="stage3_0_pad")(
+        stage3_0_expand_silu
+    )
     stage3_0_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=2,
-        use_bias=False,
-        name="stage3_0_depthwise",
+        kernel_size=5, strides=2, use_bias=False, name="stage3_0_depthwise"
     )(stage3_0_pad)
     stage3_0_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage3_0_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage3_0_depthwise_bn"
     )(stage3_0_depthwise)
     stage3_0_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage3_0_depthwise_silu",
+        activation="silu", name="stage3_0_depthwise_silu"
     )(stage3_0_depthwise_bn)
     stage3_0_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage3_0_se_pool",
+        keepdims=True, name="stage3_0_se_pool"
     )(stage3_0_depthwise_silu)
     stage3_0_se_fc1 = keras.layers.Conv2D(
-        filters=6,
-        kernel_size=1,
-        name="stage3_0_se_fc1",
+        filters=6, kernel_size=1, name="stage3_0_se_fc1"
     )(stage3_0_se_pool)
     stage3_0_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage3_0_se_silu",
+        activation="silu", name="stage3_0_se_silu"
     )(stage3_0_se_fc1)
     stage3_0_se_fc2 = keras.layers.Conv2D(
-        filters=144,
-        kernel_size=1,
-        name="stage3_0_se_fc2",
+        filters=144, kernel_size=1, name="stage3_0_se_fc2"
     )(stage3_0_se_silu)
     stage3_0_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage3_0_se_sigmoid",
+        activation="sigmoid", name="stage3_0_se_sigmoid"
     )(stage3_0_se_fc2)
-    stage3_0_se_scale = keras.layers.Multiply(
-        name="stage3_0_se_scale",
-    )([stage3_0_depthwise_silu, stage3_0_se_sigmoid])
+    stage3_0_se_scale = keras.layers.Multiply(name="stage3_0_se_scale")(
+        [stage3_0_depthwise_silu, stage3_0_se_sigmoid]
+    )
     stage3_0_project = keras.layers.Conv2D(
-        filters=40,
-        kernel_size=1,
-        use_bias=False,
-        name="stage3_0_project",
+        filters=40, kernel_size=1, use_bias=False, name="stage3_0_project"
     )(stage3_0_se_scale)
     stage3_0_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage3_0_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage3_0_project_bn"
     )(stage3_0_project)
     # stage3_1: mbconv(hidden=240, filters=40, squeeze=10, kernel=5, pad=2, stride=1, residual=True) <- features.3.1 (spec line 54)
     stage3_1_expand = keras.layers.Conv2D(
-        filters=240,
-        kernel_size=1,
-        use_bias=False,
-        name="stage3_1_expand",
+        filters=240, kernel_size=1, use_bias=False, name="stage3_1_expand"
     )(stage3_0_project_bn)
     stage3_1_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage3_1_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage3_1_expand_bn"
     )(stage3_1_expand)
     stage3_1_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage3_1_expand_silu",
+        activation="silu", name="stage3_1_expand_silu"
     )(stage3_1_expand_bn)
-    stage3_1_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="stage3_1_pad",
-    )(stage3_1_expand_silu)
+    stage3_1_pad = keras.layers.ZeroPadding2D(padding=2, name="stage3_1_pad")(
+        stage3_1_expand_silu
+    )
     stage3_1_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="stage3_1_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="stage3_1_depthwise"
     )(stage3_1_pad)
     stage3_1_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage3_1_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage3_1_depthwise_bn"
     )(stage3_1_depthwise)
     stage3_1_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage3_1_depthwise_silu",
+        activation="silu", name="stage3_1_depthwise_silu"
     )(stage3_1_depthwise_bn)
     stage3_1_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage3_1_se_pool",
+        keepdims=True, name="stage3_1_se_pool"
     )(stage3_1_depthwise_silu)
     stage3_1_se_fc1 = keras.layers.Conv2D(
-        filters=10,
-        kernel_size=1,
-        name="stage3_1_se_fc1",
+        filters=10, kernel_size=1, name="stage3_1_se_fc1"
     )(stage3_1_se_pool)
     stage3_1_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage3_1_se_silu",
+        activation="silu", name="stage3_1_se_silu"
     )(stage3_1_se_fc1)
     stage3_1_se_fc2 = keras.layers.Conv2D(
-        filters=240,
-        kernel_size=1,
-        name="stage3_1_se_fc2",
+        filters=240, kernel_size=1, name="stage3_1_se_fc2"
     )(stage3_1_se_silu)
     stage3_1_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage3_1_se_sigmoid",
+        activation="sigmoid", name="stage3_1_se_sigmoid"
     )(stage3_1_se_fc2)
-    stage3_1_se_scale = keras.layers.Multiply(
-        name="stage3_1_se_scale",
-    )([stage3_1_depthwise_silu, stage3_1_se_sigmoid])
+    stage3_1_se_scale = keras.layers.Multiply(name="stage3_1_se_scale")(
+        [stage3_1_depthwise_silu, stage3_1_se_sigmoid]
+    )
     stage3_1_project = keras.layers.Conv2D(
-        filters=40,
-        kernel_size=1,
-        use_bias=False,
-        name="stage3_1_project",
+        filters=40, kernel_size=1, use_bias=False, name="stage3_1_project"
     )(stage3_1_se_scale)
     stage3_1_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage3_1_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage3_1_project_bn"
     )(stage3_1_project)
-    stage3_1_add = keras.layers.Add(
-        name="stage3_1_add",
-    )([stage3_1_project_bn, stage3_0_project_bn])
+    stage3_1_add = keras.layers.Add(name="stage3_1_add")(
+        [stage3_1_project_bn, stage3_0_project_bn]
+    )
     # stage4_0: mbconv(hidden=240, filters=80, squeeze=10, kernel=3, pad=1, stride=2, residual=False) <- features.4.0 (spec line 55)
     stage4_0_expand = keras.layers.Conv2D(
-        filters=240,
-        kernel_size=1,
-        use_bias=False,
-        name="stage4_0_expand",
+        filters=240, kernel_size=1, use_bias=False, name="stage4_0_expand"
     )(stage3_1_add)
     stage4_0_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage4_0_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage4_0_expand_bn"
     )(stage4_0_expand)
     stage4_0_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage4_0_expand_silu",
+        activation="silu", name="stage4_0_expand_silu"
     )(stage4_0_expand_bn)
-    stage4_0_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="stage4_0_pad",
-    )(stage4_0_expand_silu)
+    stage4_0_pad = keras.layers.ZeroPadding2D(padding=1, name="stage4_0_pad")(
+        stage4_0_expand_silu
+    )
     stage4_0_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="stage4_0_depthwise",
+        kernel_size=3, strides=2, use_bias=False, name="stage4_0_depthwise"
     )(stage4_0_pad)
     stage4_0_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage4_0_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage4_0_depthwise_bn"
     )(stage4_0_depthwise)
     stage4_0_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage4_0_depthwise_silu",
+        activation="silu", name="stage4_0_depthwise_silu"
     )(stage4_0_depthwise_bn)
     stage4_0_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage4_0_se_pool",
+        keepdims=True, name="stage4_0_se_pool"
     )(stage4_0_depthwise_silu)
     stage4_0_se_fc1 = keras.layers.Conv2D(
-        filters=10,
-        kernel_size=1,
-        name="stage4_0_se_fc1",
+        filters=10, kernel_size=1, name="stage4_0_se_fc1"
     )(stage4_0_se_pool)
     stage4_0_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage4_0_se_silu",
+        activation="silu", name="stage4_0_se_silu"
     )(stage4_0_se_fc1)
     stage4_0_se_fc2 = keras.layers.Conv2D(
-        filters=240,
-        kernel_size=1,
-        name="stage4_0_se_fc2",
+        filters=240, kernel_size=1, name="stage4_0_se_fc2"
     )(stage4_0_se_silu)
     stage4_0_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage4_0_se_sigmoid",
+        activation="sigmoid", name="stage4_0_se_sigmoid"
     )(stage4_0_se_fc2)
-    stage4_0_se_scale = keras.layers.Multiply(
-        name="stage4_0_se_scale",
-    )([stage4_0_depthwise_silu, stage4_0_se_sigmoid])
+    stage4_0_se_scale = keras.layers.Multiply(name="stage4_0_se_scale")(
+        [stage4_0_depthwise_silu, stage4_0_se_sigmoid]
+    )
     stage4_0_project = keras.layers.Conv2D(
-        filters=80,
-        kernel_size=1,
-        use_bias=False,
-        name="stage4_0_project",
+        filters=80, kernel_size=1, use_bias=False, name="stage4_0_project"
     )(stage4_0_se_scale)
     stage4_0_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage4_0_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage4_0_project_bn"
     )(stage4_0_project)
     # stage4_1: mbconv(hidden=480, filters=80, squeeze=20, kernel=3, pad=1, stride=1, residual=True) <- features.4.1 (spec line 55)
     stage4_1_expand = keras.layers.Conv2D(
-        filters=480,
-        kernel_size=1,
-        use_bias=False,
-        name="stage4_1_expand",
+        filters=480, kernel_size=1, use_bias=False, name="stage4_1_expand"
     )(stage4_0_project_bn)
     stage4_1_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage4_1_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage4_1_expand_bn"
     )(stage4_1_expand)
     stage4_1_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage4_1_expand_silu",
+        activation="silu", name="stage4_1_expand_silu"
     )(stage4_1_expand_bn)
-    stage4_1_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="stage4_1_pad",
-    )(stage4_1_expand_silu)
+    stage4_1_pad = keras.layers.ZeroPadding2D(padding=1, name="stage4_1_pad")(
+        stage4_1_expand_silu
+    )
     stage4_1_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="stage4_1_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="stage4_1_depthwise"
     )(stage4_1_pad)
     stage4_1_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage4_1_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage4_1_depthwise_bn"
     )(stage4_1_depthwise)
     stage4_1_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage4_1_depthwise_silu",
+        activation="silu", name="stage4_1_depthwise_silu"
     )(stage4_1_depthwise_bn)
     stage4_1_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage4_1_se_pool",
+        keepdims=True, name="stage4_1_se_pool"
     )(stage4_1_depthwise_silu)
     stage4_1_se_fc1 = keras.layers.Conv2D(
-        filters=20,
-        kernel_size=1,
-        name="stage4_1_se_fc1",
+        filters=20, kernel_size=1, name="stage4_1_se_fc1"
     )(stage4_1_se_pool)
     stage4_1_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage4_1_se_silu",
+        activation="silu", name="stage4_1_se_silu"
     )(stage4_1_se_fc1)
     stage4_1_se_fc2 = keras.layers.Conv2D(
-        filters=480,
-        kernel_size=1,
-        name="stage4_1_se_fc2",
+        filters=480, kernel_size=1, name="stage4_1_se_fc2"
     )(stage4_1_se_silu)
     stage4_1_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage4_1_se_sigmoid",
+        activation="sigmoid", name="stage4_1_se_sigmoid"
     )(stage4_1_se_fc2)
-    stage4_1_se_scale = keras.layers.Multiply(
-        name="stage4_1_se_scale",
-    )([stage4_1_depthwise_silu, stage4_1_se_sigmoid])
+    stage4_1_se_scale = keras.layers.Multiply(name="stage4_1_se_scale")(
+        [stage4_1_depthwise_silu, stage4_1_se_sigmoid]
+    )
     stage4_1_project = keras.layers.Conv2D(
-        filters=80,
-        kernel_size=1,
-        use_bias=False,
-        name="stage4_1_project",
+        filters=80, kernel_size=1, use_bias=False, name="stage4_1_project"
     )(stage4_1_se_scale)
     stage4_1_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage4_1_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage4_1_project_bn"
     )(stage4_1_project)
-    stage4_1_add = keras.layers.Add(
-        name="stage4_1_add",
-    )([stage4_1_project_bn, stage4_0_project_bn])
+    stage4_1_add = keras.layers.Add(name="stage4_1_add")(
+        [stage4_1_project_bn, stage4_0_project_bn]
+    )
     # stage4_2: mbconv(hidden=480, filters=80, squeeze=20, kernel=3, pad=1, stride=1, residual=True) <- features.4.2 (spec line 55)
     stage4_2_expand = keras.layers.Conv2D(
-        filters=480,
-        kernel_size=1,
-        use_bias=False,
-        name="stage4_2_expand",
+        filters=480, kernel_size=1, use_bias=False, name="stage4_2_expand"
     )(stage4_1_add)
     stage4_2_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage4_2_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage4_2_expand_bn"
     )(stage4_2_expand)
     stage4_2_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage4_2_expand_silu",
+        activation="silu", name="stage4_2_expand_silu"
     )(stage4_2_expand_bn)
-    stage4_2_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="stage4_2_pad",
-    )(stage4_2_expand_silu)
+    stage4_2_pad = keras.layers.ZeroPadding2D(padding=1, name="stage4_2_pad")(
+        stage4_2_expand_silu
+    )
     stage4_2_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="stage4_2_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="stage4_2_depthwise"
     )(stage4_2_pad)
     stage4_2_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage4_2_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage4_2_depthwise_bn"
     )(stage4_2_depthwise)
     stage4_2_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage4_2_depthwise_silu",
+        activation="silu", name="stage4_2_depthwise_silu"
     )(stage4_2_depthwise_bn)
     stage4_2_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage4_2_se_pool",
+        keepdims=True, name="stage4_2_se_pool"
     )(stage4_2_depthwise_silu)
     stage4_2_se_fc1 = keras.layers.Conv2D(
-        filters=20,
-        kernel_size=1,
-        name="stage4_2_se_fc1",
+        filters=20, kernel_size=1, name="stage4_2_se_fc1"
     )(stage4_2_se_pool)
     stage4_2_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage4_2_se_silu",
+        activation="silu", name="stage4_2_se_silu"
     )(stage4_2_se_fc1)
     stage4_2_se_fc2 = keras.layers.Conv2D(
-        filters=480,
-        kernel_size=1,
-        name="stage4_2_se_fc2",
+        filters=480, kernel_size=1, name="stage4_2_se_fc2"
     )(stage4_2_se_silu)
     stage4_2_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage4_2_se_sigmoid",
+        activation="sigmoid", name="stage4_2_se_sigmoid"
     )(stage4_2_se_fc2)
-    stage4_2_se_scale = keras.layers.Multiply(
-        name="stage4_2_se_scale",
-    )([stage4_2_depthwise_silu, stage4_2_se_sigmoid])
+    stage4_2_se_scale = keras.layers.Multiply(name="stage4_2_se_scale")(
+        [stage4_2_depthwise_silu, stage4_2_se_sigmoid]
+    )
     stage4_2_project = keras.layers.Conv2D(
-        filters=80,
-        kernel_size=1,
-        use_bias=False,
-        name="stage4_2_project",
+        filters=80, kernel_size=1, use_bias=False, name="stage4_2_project"
     )(stage4_2_se_scale)
     stage4_2_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage4_2_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage4_2_project_bn"
     )(stage4_2_project)
-    stage4_2_add = keras.layers.Add(
-        name="stage4_2_add",
-    )([stage4_2_project_bn, stage4_1_add])
+    stage4_2_add = keras.layers.Add(name="stage4_2_add")(
+        [stage4_2_project_bn, stage4_1_add]
+    )
     # stage5_0: mbconv(hidden=480, filters=112, squeeze=20, kernel=5, pad=2, stride=1, residual=False) <- features.5.0 (spec line 56)
     stage5_0_expand = keras.layers.Conv2D(
-        filters=480,
-        kernel_size=1,
-        use_bias=False,
-        name="stage5_0_expand",
+        filters=480, kernel_size=1, use_bias=False, name="stage5_0_expand"
     )(stage4_2_add)
     stage5_0_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage5_0_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage5_0_expand_bn"
     )(stage5_0_expand)
     stage5_0_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage5_0_expand_silu",
+        activation="silu", name="stage5_0_expand_silu"
     )(stage5_0_expand_bn)
-    stage5_0_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="stage5_0_pad",
-    )(stage5_0_expand_silu)
+    stage5_0_pad = keras.layers.ZeroPadding2D(padding=2, name="stage5_0_pad")(
+        stage5_0_expand_silu
+    )
     stage5_0_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="stage5_0_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="stage5_0_depthwise"
     )(stage5_0_pad)
     stage5_0_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage5_0_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage5_0_depthwise_bn"
     )(stage5_0_depthwise)
     stage5_0_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage5_0_depthwise_silu",
+        activation="silu", name="stage5_0_depthwise_silu"
     )(stage5_0_depthwise_bn)
     stage5_0_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage5_0_se_pool",
+        keepdims=True, name="stage5_0_se_pool"
     )(stage5_0_depthwise_silu)
     stage5_0_se_fc1 = keras.layers.Conv2D(
-        filters=20,
-        kernel_size=1,
-        name="stage5_0_se_fc1",
+        filters=20, kernel_size=1, name="stage5_0_se_fc1"
     )(stage5_0_se_pool)
     stage5_0_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage5_0_se_silu",
+        activation="silu", name="stage5_0_se_silu"
     )(stage5_0_se_fc1)
     stage5_0_se_fc2 = keras.layers.Conv2D(
-        filters=480,
-        kernel_size=1,
-        name="stage5_0_se_fc2",
+        filters=480, kernel_size=1, name="stage5_0_se_fc2"
     )(stage5_0_se_silu)
     stage5_0_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage5_0_se_sigmoid",
+        activation="sigmoid", name="stage5_0_se_sigmoid"
     )(stage5_0_se_fc2)
-    stage5_0_se_scale = keras.layers.Multiply(
-        name="stage5_0_se_scale",
-    )([stage5_0_depthwise_silu, stage5_0_se_sigmoid])
+    stage5_0_se_scale = keras.layers.Multiply(name="stage5_0_se_scale")(
+        [stage5_0_depthwise_silu, stage5_0_se_sigmoid]
+    )
     stage5_0_project = keras.layers.Conv2D(
-        filters=112,
-        kernel_size=1,
-        use_bias=False,
-        name="stage5_0_project",
+        filters=112, kernel_size=1, use_bias=False, name="stage5_0_project"
     )(stage5_0_se_scale)
     stage5_0_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage5_0_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage5_0_project_bn"
     )(stage5_0_project)
     # stage5_1: mbconv(hidden=672, filters=112, squeeze=28, kernel=5, pad=2, stride=1, residual=True) <- features.5.1 (spec line 56)
     stage5_1_expand = keras.layers.Conv2D(
-        filters=672,
-        kernel_size=1,
-        use_bias=False,
-        name="stage5_1_expand",
+        filters=672, kernel_size=1, use_bias=False, name="stage5_1_expand"
     )(stage5_0_project_bn)
     stage5_1_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage5_1_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage5_1_expand_bn"
     )(stage5_1_expand)
     stage5_1_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage5_1_expand_silu",
+        activation="silu", name="stage5_1_expand_silu"
     )(stage5_1_expand_bn)
-    stage5_1_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="stage5_1_pad",
-    )(stage5_1_expand_silu)
+    stage5_1_pad = keras.layers.ZeroPadding2D(padding=2, name="stage5_1_pad")(
+        stage5_1_expand_silu
+    )
     stage5_1_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="stage5_1_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="stage5_1_depthwise"
     )(stage5_1_pad)
     stage5_1_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage5_1_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage5_1_depthwise_bn"
     )(stage5_1_depthwise)
     stage5_1_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage5_1_depthwise_silu",
+        activation="silu", name="stage5_1_depthwise_silu"
     )(stage5_1_depthwise_bn)
     stage5_1_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage5_1_se_pool",
+        keepdims=True, name="stage5_1_se_pool"
     )(stage5_1_depthwise_silu)
     stage5_1_se_fc1 = keras.layers.Conv2D(
-        filters=28,
-        kernel_size=1,
-        name="stage5_1_se_fc1",
+        filters=28, kernel_size=1, name="stage5_1_se_fc1"
     )(stage5_1_se_pool)
     stage5_1_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage5_1_se_silu",
+        activation="silu", name="stage5_1_se_silu"
     )(stage5_1_se_fc1)
     stage5_1_se_fc2 = keras.layers.Conv2D(
-        filters=672,
-        kernel_size=1,
-        name="stage5_1_se_fc2",
+        filters=672, kernel_size=1, name="stage5_1_se_fc2"
     )(stage5_1_se_silu)
     stage5_1_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage5_1_se_sigmoid",
+        activation="sigmoid", name="stage5_1_se_sigmoid"
     )(stage5_1_se_fc2)
-    stage5_1_se_scale = keras.layers.Multiply(
-        name="stage5_1_se_scale",
-    )([stage5_1_depthwise_silu, stage5_1_se_sigmoid])
+    stage5_1_se_scale = keras.layers.Multiply(name="stage5_1_se_scale")(
+        [stage5_1_depthwise_silu, stage5_1_se_sigmoid]
+    )
     stage5_1_project = keras.layers.Conv2D(
-        filters=112,
-        kernel_size=1,
-        use_bias=False,
-        name="stage5_1_project",
+        filters=112, kernel_size=1, use_bias=False, name="stage5_1_project"
     )(stage5_1_se_scale)
     stage5_1_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage5_1_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage5_1_project_bn"
     )(stage5_1_project)
-    stage5_1_add = keras.layers.Add(
-        name="stage5_1_add",
-    )([stage5_1_project_bn, stage5_0_project_bn])
+    stage5_1_add = keras.layers.Add(name="stage5_1_add")(
+        [stage5_1_project_bn, stage5_0_project_bn]
+    )
     # stage5_2: mbconv(hidden=672, filters=112, squeeze=28, kernel=5, pad=2, stride=1, residual=True) <- features.5.2 (spec line 56)
     stage5_2_expand = keras.layers.Conv2D(
-        filters=672,
-        kernel_size=1,
-        use_bias=False,
-        name="stage5_2_expand",
+        filters=672, kernel_size=1, use_bias=False, name="stage5_2_expand"
     )(stage5_1_add)
     stage5_2_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage5_2_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage5_2_expand_bn"
     )(stage5_2_expand)
     stage5_2_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage5_2_expand_silu",
+        activation="silu", name="stage5_2_expand_silu"
     )(stage5_2_expand_bn)
-    stage5_2_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="stage5_2_pad",
-    )(stage5_2_expand_silu)
+    stage5_2_pad = keras.layers.ZeroPadding2D(padding=2, name="stage5_2_pad")(
+        stage5_2_expand_silu
+    )
     stage5_2_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="stage5_2_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="stage5_2_depthwise"
     )(stage5_2_pad)
     stage5_2_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage5_2_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage5_2_depthwise_bn"
     )(stage5_2_depthwise)
     stage5_2_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage5_2_depthwise_silu",
+        activation="silu", name="stage5_2_depthwise_silu"
     )(stage5_2_depthwise_bn)
     stage5_2_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage5_2_se_pool",
+        keepdims=True, name="stage5_2_se_pool"
     )(stage5_2_depthwise_silu)
     stage5_2_se_fc1 = keras.layers.Conv2D(
-        filters=28,
-        kernel_size=1,
-        name="stage5_2_se_fc1",
+        filters=28, kernel_size=1, name="stage5_2_se_fc1"
     )(stage5_2_se_pool)
     stage5_2_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage5_2_se_silu",
+        activation="silu", name="stage5_2_se_silu"
     )(stage5_2_se_fc1)
     stage5_2_se_fc2 = keras.layers.Conv2D(
-        filters=672,
-        kernel_size=1,
-        name="stage5_2_se_fc2",
+        filters=672, kernel_size=1, name="stage5_2_se_fc2"
     )(stage5_2_se_silu)
     stage5_2_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage5_2_se_sigmoid",
+        activation="sigmoid", name="stage5_2_se_sigmoid"
     )(stage5_2_se_fc2)
-    stage5_2_se_scale = keras.layers.Multiply(
-        name="stage5_2_se_scale",
-    )([stage5_2_depthwise_silu, stage5_2_se_sigmoid])
+    stage5_2_se_scale = keras.layers.Multiply(name="stage5_2_se_scale")(
+        [stage5_2_depthwise_silu, stage5_2_se_sigmoid]
+    )
     stage5_2_project = keras.layers.Conv2D(
-        filters=112,
-        kernel_size=1,
-        use_bias=False,
-        name="stage5_2_project",
+        filters=112, kernel_size=1, use_bias=False, name="stage5_2_project"
     )(stage5_2_se_scale)
     stage5_2_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage5_2_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage5_2_project_bn"
     )(stage5_2_project)
-    stage5_2_add = keras.layers.Add(
-        name="stage5_2_add",
-    )([stage5_2_project_bn, stage5_1_add])
+    stage5_2_add = keras.layers.Add(name="stage5_2_add")(
+        [stage5_2_project_bn, stage5_1_add]
+    )
     # stage6_0: mbconv(hidden=672, filters=192, squeeze=28, kernel=5, pad=2, stride=2, residual=False) <- features.6.0 (spec line 57)
     stage6_0_expand = keras.layers.Conv2D(
-        filters=672,
-        kernel_size=1,
-        use_bias=False,
-        name="stage6_0_expand",
+        filters=672, kernel_size=1, use_bias=False, name="stage6_0_expand"
     )(stage5_2_add)
     stage6_0_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_0_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_0_expand_bn"
     )(stage6_0_expand)
     stage6_0_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_0_expand_silu",
+        activation="silu", name="stage6_0_expand_silu"
     )(stage6_0_expand_bn)
-    stage6_0_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="stage6_0_pad",
-    )(stage6_0_expand_silu)
+    stage6_0_pad = keras.layers.ZeroPadding2D(padding=2, name="stage6_0_pad")(
+        stage6_0_expand_silu
+    )
     stage6_0_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=2,
-        use_bias=False,
-        name="stage6_0_depthwise",
+        kernel_size=5, strides=2, use_bias=False, name="stage6_0_depthwise"
     )(stage6_0_pad)
     stage6_0_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_0_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_0_depthwise_bn"
     )(stage6_0_depthwise)
     stage6_0_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_0_depthwise_silu",
+        activation="silu", name="stage6_0_depthwise_silu"
     )(stage6_0_depthwise_bn)
     stage6_0_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage6_0_se_pool",
+        keepdims=True, name="stage6_0_se_pool"
     )(stage6_0_depthwise_silu)
     stage6_0_se_fc1 = keras.layers.Conv2D(
-        filters=28,
-        kernel_size=1,
-        name="stage6_0_se_fc1",
+        filters=28, kernel_size=1, name="stage6_0_se_fc1"
     )(stage6_0_se_pool)
     stage6_0_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_0_se_silu",
+        activation="silu", name="stage6_0_se_silu"
     )(stage6_0_se_fc1)
     stage6_0_se_fc2 = keras.layers.Conv2D(
-        filters=672,
-        kernel_size=1,
-        name="stage6_0_se_fc2",
+        filters=672, kernel_size=1, name="stage6_0_se_fc2"
     )(stage6_0_se_silu)
     stage6_0_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage6_0_se_sigmoid",
+        activation="sigmoid", name="stage6_0_se_sigmoid"
     )(stage6_0_se_fc2)
-    stage6_0_se_scale = keras.layers.Multiply(
-        name="stage6_0_se_scale",
-    )([stage6_0_depthwise_silu, stage6_0_se_sigmoid])
+    stage6_0_se_scale = keras.layers.Multiply(name="stage6_0_se_scale")(
+        [stage6_0_depthwise_silu, stage6_0_se_sigmoid]
+    )
     stage6_0_project = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=1,
-        use_bias=False,
-        name="stage6_0_project",
+        filters=192, kernel_size=1, use_bias=False, name="stage6_0_project"
     )(stage6_0_se_scale)
     stage6_0_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_0_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_0_project_bn"
     )(stage6_0_project)
     # stage6_1: mbconv(hidden=1152, filters=192, squeeze=48, kernel=5, pad=2, stride=1, residual=True) <- features.6.1 (spec line 57)
     stage6_1_expand = keras.layers.Conv2D(
-        filters=1152,
-        kernel_size=1,
-        use_bias=False,
-        name="stage6_1_expand",
+        filters=1152, kernel_size=1, use_bias=False, name="stage6_1_expand"
     )(stage6_0_project_bn)
     stage6_1_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_1_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_1_expand_bn"
     )(stage6_1_expand)
     stage6_1_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_1_expand_silu",
+        activation="silu", name="stage6_1_expand_silu"
     )(stage6_1_expand_bn)
-    stage6_1_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="stage6_1_pad",
-    )(stage6_1_expand_silu)
+    stage6_1_pad = keras.layers.ZeroPadding2D(padding=2, name="stage6_1_pad")(
+        stage6_1_expand_silu
+    )
     stage6_1_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="stage6_1_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="stage6_1_depthwise"
     )(stage6_1_pad)
     stage6_1_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_1_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_1_depthwise_bn"
     )(stage6_1_depthwise)
     stage6_1_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_1_depthwise_silu",
+        activation="silu", name="stage6_1_depthwise_silu"
     )(stage6_1_depthwise_bn)
     stage6_1_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage6_1_se_pool",
+        keepdims=True, name="stage6_1_se_pool"
     )(stage6_1_depthwise_silu)
     stage6_1_se_fc1 = keras.layers.Conv2D(
-        filters=48,
-        kernel_size=1,
-        name="stage6_1_se_fc1",
+        filters=48, kernel_size=1, name="stage6_1_se_fc1"
     )(stage6_1_se_pool)
     stage6_1_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_1_se_silu",
+        activation="silu", name="stage6_1_se_silu"
     )(stage6_1_se_fc1)
     stage6_1_se_fc2 = keras.layers.Conv2D(
-        filters=1152,
-        kernel_size=1,
-        name="stage6_1_se_fc2",
+        filters=1152, kernel_size=1, name="stage6_1_se_fc2"
     )(stage6_1_se_silu)
     stage6_1_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage6_1_se_sigmoid",
+        activation="sigmoid", name="stage6_1_se_sigmoid"
     )(stage6_1_se_fc2)
-    stage6_1_se_scale = keras.layers.Multiply(
-        name="stage6_1_se_scale",
-    )([stage6_1_depthwise_silu, stage6_1_se_sigmoid])
+    stage6_1_se_scale = keras.layers.Multiply(name="stage6_1_se_scale")(
+        [stage6_1_depthwise_silu, stage6_1_se_sigmoid]
+    )
     stage6_1_project = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=1,
-        use_bias=False,
-        name="stage6_1_project",
+        filters=192, kernel_size=1, use_bias=False, name="stage6_1_project"
     )(stage6_1_se_scale)
     stage6_1_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_1_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_1_project_bn"
     )(stage6_1_project)
-    stage6_1_add = keras.layers.Add(
-        name="stage6_1_add",
-    )([stage6_1_project_bn, stage6_0_project_bn])
+    stage6_1_add = keras.layers.Add(name="stage6_1_add")(
+        [stage6_1_project_bn, stage6_0_project_bn]
+    )
     # stage6_2: mbconv(hidden=1152, filters=192, squeeze=48, kernel=5, pad=2, stride=1, residual=True) <- features.6.2 (spec line 57)
     stage6_2_expand = keras.layers.Conv2D(
-        filters=1152,
-        kernel_size=1,
-        use_bias=False,
-        name="stage6_2_expand",
+        filters=1152, kernel_size=1, use_bias=False, name="stage6_2_expand"
     )(stage6_1_add)
     stage6_2_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_2_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_2_expand_bn"
     )(stage6_2_expand)
     stage6_2_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_2_expand_silu",
+        activation="silu", name="stage6_2_expand_silu"
     )(stage6_2_expand_bn)
-    stage6_2_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="stage6_2_pad",
-    )(stage6_2_expand_silu)
+    stage6_2_pad = keras.layers.ZeroPadding2D(padding=2, name="stage6_2_pad")(
+        stage6_2_expand_silu
+    )
     stage6_2_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="stage6_2_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="stage6_2_depthwise"
     )(stage6_2_pad)
     stage6_2_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_2_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_2_depthwise_bn"
     )(stage6_2_depthwise)
     stage6_2_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_2_depthwise_silu",
+        activation="silu", name="stage6_2_depthwise_silu"
     )(stage6_2_depthwise_bn)
     stage6_2_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage6_2_se_pool",
+        keepdims=True, name="stage6_2_se_pool"
     )(stage6_2_depthwise_silu)
     stage6_2_se_fc1 = keras.layers.Conv2D(
-        filters=48,
-        kernel_size=1,
-        name="stage6_2_se_fc1",
+        filters=48, kernel_size=1, name="stage6_2_se_fc1"
     )(stage6_2_se_pool)
     stage6_2_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_2_se_silu",
+        activation="silu", name="stage6_2_se_silu"
     )(stage6_2_se_fc1)
     stage6_2_se_fc2 = keras.layers.Conv2D(
-        filters=1152,
-        kernel_size=1,
-        name="stage6_2_se_fc2",
+        filters=1152, kernel_size=1, name="stage6_2_se_fc2"
     )(stage6_2_se_silu)
     stage6_2_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage6_2_se_sigmoid",
+        activation="sigmoid", name="stage6_2_se_sigmoid"
     )(stage6_2_se_fc2)
-    stage6_2_se_scale = keras.layers.Multiply(
-        name="stage6_2_se_scale",
-    )([stage6_2_depthwise_silu, stage6_2_se_sigmoid])
+    stage6_2_se_scale = keras.layers.Multiply(name="stage6_2_se_scale")(
+        [stage6_2_depthwise_silu, stage6_2_se_sigmoid]
+    )
     stage6_2_project = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=1,
-        use_bias=False,
-        name="stage6_2_project",
+        filters=192, kernel_size=1, use_bias=False, name="stage6_2_project"
     )(stage6_2_se_scale)
     stage6_2_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_2_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_2_project_bn"
     )(stage6_2_project)
-    stage6_2_add = keras.layers.Add(
-        name="stage6_2_add",
-    )([stage6_2_project_bn, stage6_1_add])
+    stage6_2_add = keras.layers.Add(name="stage6_2_add")(
+        [stage6_2_project_bn, stage6_1_add]
+    )
     # stage6_3: mbconv(hidden=1152, filters=192, squeeze=48, kernel=5, pad=2, stride=1, residual=True) <- features.6.3 (spec line 57)
     stage6_3_expand = keras.layers.Conv2D(
-        filters=1152,
-        kernel_size=1,
-        use_bias=False,
-        name="stage6_3_expand",
+        filters=1152, kernel_size=1, use_bias=False, name="stage6_3_expand"
     )(stage6_2_add)
     stage6_3_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_3_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_3_expand_bn"
     )(stage6_3_expand)
     stage6_3_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_3_expand_silu",
+        activation="silu", name="stage6_3_expand_silu"
     )(stage6_3_expand_bn)
-    stage6_3_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="stage6_3_pad",
-    )(stage6_3_expand_silu)
+    stage6_3_pad = keras.layers.ZeroPadding2D(padding=2, name="stage6_3_pad")(
+        stage6_3_expand_silu
+    )
     stage6_3_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="stage6_3_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="stage6_3_depthwise"
     )(stage6_3_pad)
     stage6_3_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_3_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_3_depthwise_bn"
     )(stage6_3_depthwise)
     stage6_3_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_3_depthwise_silu",
+        activation="silu", name="stage6_3_depthwise_silu"
     )(stage6_3_depthwise_bn)
     stage6_3_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage6_3_se_pool",
+        keepdims=True, name="stage6_3_se_pool"
     )(stage6_3_depthwise_silu)
     stage6_3_se_fc1 = keras.layers.Conv2D(
-        filters=48,
-        kernel_size=1,
-        name="stage6_3_se_fc1",
+        filters=48, kernel_size=1, name="stage6_3_se_fc1"
     )(stage6_3_se_pool)
     stage6_3_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage6_3_se_silu",
+        activation="silu", name="stage6_3_se_silu"
     )(stage6_3_se_fc1)
     stage6_3_se_fc2 = keras.layers.Conv2D(
-        filters=1152,
-        kernel_size=1,
-        name="stage6_3_se_fc2",
+        filters=1152, kernel_size=1, name="stage6_3_se_fc2"
     )(stage6_3_se_silu)
     stage6_3_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage6_3_se_sigmoid",
+        activation="sigmoid", name="stage6_3_se_sigmoid"
     )(stage6_3_se_fc2)
-    stage6_3_se_scale = keras.layers.Multiply(
-        name="stage6_3_se_scale",
-    )([stage6_3_depthwise_silu, stage6_3_se_sigmoid])
+    stage6_3_se_scale = keras.layers.Multiply(name="stage6_3_se_scale")(
+        [stage6_3_depthwise_silu, stage6_3_se_sigmoid]
+    )
     stage6_3_project = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=1,
-        use_bias=False,
-        name="stage6_3_project",
+        filters=192, kernel_size=1, use_bias=False, name="stage6_3_project"
     )(stage6_3_se_scale)
     stage6_3_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage6_3_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage6_3_project_bn"
     )(stage6_3_project)
-    stage6_3_add = keras.layers.Add(
-        name="stage6_3_add",
-    )([stage6_3_project_bn, stage6_2_add])
+    stage6_3_add = keras.layers.Add(name="stage6_3_add")(
+        [stage6_3_project_bn, stage6_2_add]
+    )
     # stage7_0: mbconv(hidden=1152, filters=320, squeeze=48, kernel=3, pad=1, stride=1, residual=False) <- features.7.0 (spec line 58)
     stage7_0_expand = keras.layers.Conv2D(
-        filters=1152,
-        kernel_size=1,
-        use_bias=False,
-        name="stage7_0_expand",
+        filters=1152, kernel_size=1, use_bias=False, name="stage7_0_expand"
     )(stage6_3_add)
     stage7_0_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage7_0_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="stage7_0_expand_bn"
     )(stage7_0_expand)
     stage7_0_expand_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage7_0_expand_silu",
+        activation="silu", name="stage7_0_expand_silu"
     )(stage7_0_expand_bn)
-    stage7_0_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="stage7_0_pad",
-    )(stage7_0_expand_silu)
+    stage7_0_pad = keras.layers.ZeroPadding2D(padding=1, name="stage7_0_pad")(
+        stage7_0_expand_silu
+    )
     stage7_0_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="stage7_0_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="stage7_0_depthwise"
     )(stage7_0_pad)
     stage7_0_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage7_0_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="stage7_0_depthwise_bn"
     )(stage7_0_depthwise)
     stage7_0_depthwise_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage7_0_depthwise_silu",
+        activation="silu", name="stage7_0_depthwise_silu"
     )(stage7_0_depthwise_bn)
     stage7_0_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="stage7_0_se_pool",
+        keepdims=True, name="stage7_0_se_pool"
     )(stage7_0_depthwise_silu)
     stage7_0_se_fc1 = keras.layers.Conv2D(
-        filters=48,
-        kernel_size=1,
-        name="stage7_0_se_fc1",
+        filters=48, kernel_size=1, name="stage7_0_se_fc1"
     )(stage7_0_se_pool)
     stage7_0_se_silu = keras.layers.Activation(
-        activation="silu",
-        name="stage7_0_se_silu",
+        activation="silu", name="stage7_0_se_silu"
     )(stage7_0_se_fc1)
     stage7_0_se_fc2 = keras.layers.Conv2D(
-        filters=1152,
-        kernel_size=1,
-        name="stage7_0_se_fc2",
+        filters=1152, kernel_size=1, name="stage7_0_se_fc2"
     )(stage7_0_se_silu)
     stage7_0_se_sigmoid = keras.layers.Activation(
-        activation="sigmoid",
-        name="stage7_0_se_sigmoid",
+        activation="sigmoid", name="stage7_0_se_sigmoid"
     )(stage7_0_se_fc2)
-    stage7_0_se_scale = keras.layers.Multiply(
-        name="stage7_0_se_scale",
-    )([stage7_0_depthwise_silu, stage7_0_se_sigmoid])
+    stage7_0_se_scale = keras.layers.Multiply(name="stage7_0_se_scale")(
+        [stage7_0_depthwise_silu, stage7_0_se_sigmoid]
+    )
     stage7_0_project = keras.layers.Conv2D(
-        filters=320,
-        kernel_size=1,
-        use_bias=False,
-        name="stage7_0_project",
+        filters=320, kernel_size=1, use_bias=False, name="stage7_0_project"
     )(stage7_0_se_scale)
     stage7_0_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="stage7_0_project_bn",
+        epsilon=1e-05, momentum=0.9, name="stage7_0_project_bn"
     )(stage7_0_project)
     # top level
     head = keras.layers.Conv2D(
-        filters=1280,
-        kernel_size=1,
-        use_bias=False,
-        name="head",
+        filters=1280, kernel_size=1, use_bias=False, name="head"
     )(stage7_0_project_bn)
     head_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="head_bn",
+        epsilon=1e-05, momentum=0.9, name="head_bn"
     )(head)
     head_silu = keras.layers.Activation(activation="silu", name="head_silu")(head_bn)
     avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(head_silu)
@@ -1976,20 +1572,17 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("b1_depthwise_bn/moving_variance", sd["features.1.0.block.0.1.running_var"])
     # b1_se_fc1: Conv2D <- features.1.0.block.1.fc1 (spec line 44)
     assign(
-        "b1_se_fc1/kernel",
-        sd["features.1.0.block.1.fc1.weight"].transpose(2, 3, 1, 0),
+        "b1_se_fc1/kernel", sd["features.1.0.block.1.fc1.weight"].transpose(2, 3, 1, 0)
     )
     assign("b1_se_fc1/bias", sd["features.1.0.block.1.fc1.bias"])
     # b1_se_fc2: Conv2D <- features.1.0.block.1.fc2 (spec line 46)
     assign(
-        "b1_se_fc2/kernel",
-        sd["features.1.0.block.1.fc2.weight"].transpose(2, 3, 1, 0),
+        "b1_se_fc2/kernel", sd["features.1.0.block.1.fc2.weight"].transpose(2, 3, 1, 0)
     )
     assign("b1_se_fc2/bias", sd["features.1.0.block.1.fc2.bias"])
     # b1_project: Conv2D <- features.1.0.block.2.0 (spec line 49)
     assign(
-        "b1_project/kernel",
-        sd["features.1.0.block.2.0.weight"].transpose(2, 3, 1, 0),
+        "b1_project/kernel", sd["features.1.0.block.2.0.weight"].transpose(2, 3, 1, 0)
     )
     # b1_project_bn: BatchNormalization <- features.1.0.block.2.1 (spec line 50)
     assign("b1_project_bn/gamma", sd["features.1.0.block.2.1.weight"])
@@ -2006,8 +1599,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage2_0_expand_bn/beta", sd["features.2.0.block.0.1.bias"])
     assign("stage2_0_expand_bn/moving_mean", sd["features.2.0.block.0.1.running_mean"])
     assign(
-        "stage2_0_expand_bn/moving_variance",
-        sd["features.2.0.block.0.1.running_var"],
+        "stage2_0_expand_bn/moving_variance", sd["features.2.0.block.0.1.running_var"]
     )
     # stage2_0_depthwise: DepthwiseConv2D <- features.2.0.block.1.0 (spec line 21)
     assign(
@@ -2018,8 +1610,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage2_0_depthwise_bn/gamma", sd["features.2.0.block.1.1.weight"])
     assign("stage2_0_depthwise_bn/beta", sd["features.2.0.block.1.1.bias"])
     assign(
-        "stage2_0_depthwise_bn/moving_mean",
-        sd["features.2.0.block.1.1.running_mean"],
+        "stage2_0_depthwise_bn/moving_mean", sd["features.2.0.block.1.1.running_mean"]
     )
     assign(
         "stage2_0_depthwise_bn/moving_variance",
@@ -2047,8 +1638,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage2_0_project_bn/beta", sd["features.2.0.block.3.1.bias"])
     assign("stage2_0_project_bn/moving_mean", sd["features.2.0.block.3.1.running_mean"])
     assign(
-        "stage2_0_project_bn/moving_variance",
-        sd["features.2.0.block.3.1.running_var"],
+        "stage2_0_project_bn/moving_variance", sd["features.2.0.block.3.1.running_var"]
     )
     # stage2_1_expand: Conv2D <- features.2.1.block.0.0 (spec line 16)
     assign(
@@ -2060,8 +1650,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage2_1_expand_bn/beta", sd["features.2.1.block.0.1.bias"])
     assign("stage2_1_expand_bn/moving_mean", sd["features.2.1.block.0.1.running_mean"])
     assign(
-        "stage2_1_expand_bn/moving_variance",
-        sd["features.2.1.block.0.1.running_var"],
+        "stage2_1_expand_bn/moving_variance", sd["features.2.1.block.0.1.running_var"]
     )
     # stage2_1_depthwise: DepthwiseConv2D <- features.2.1.block.1.0 (spec line 21)
     assign(
@@ -2072,8 +1661,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage2_1_depthwise_bn/gamma", sd["features.2.1.block.1.1.weight"])
     assign("stage2_1_depthwise_bn/beta", sd["features.2.1.block.1.1.bias"])
     assign(
-        "stage2_1_depthwise_bn/moving_mean",
-        sd["features.2.1.block.1.1.running_mean"],
+        "stage2_1_depthwise_bn/moving_mean", sd["features.2.1.block.1.1.running_mean"]
     )
     assign(
         "stage2_1_depthwise_bn/moving_variance",
@@ -2101,8 +1689,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage2_1_project_bn/beta", sd["features.2.1.block.3.1.bias"])
     assign("stage2_1_project_bn/moving_mean", sd["features.2.1.block.3.1.running_mean"])
     assign(
-        "stage2_1_project_bn/moving_variance",
-        sd["features.2.1.block.3.1.running_var"],
+        "stage2_1_project_bn/moving_variance", sd["features.2.1.block.3.1.running_var"]
     )
     # stage3_0_expand: Conv2D <- features.3.0.block.0.0 (spec line 16)
     assign(
@@ -2114,8 +1701,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage3_0_expand_bn/beta", sd["features.3.0.block.0.1.bias"])
     assign("stage3_0_expand_bn/moving_mean", sd["features.3.0.block.0.1.running_mean"])
     assign(
-        "stage3_0_expand_bn/moving_variance",
-        sd["features.3.0.block.0.1.running_var"],
+        "stage3_0_expand_bn/moving_variance", sd["features.3.0.block.0.1.running_var"]
     )
     # stage3_0_depthwise: DepthwiseConv2D <- features.3.0.block.1.0 (spec line 21)
     assign(
@@ -2126,8 +1712,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage3_0_depthwise_bn/gamma", sd["features.3.0.block.1.1.weight"])
     assign("stage3_0_depthwise_bn/beta", sd["features.3.0.block.1.1.bias"])
     assign(
-        "stage3_0_depthwise_bn/moving_mean",
-        sd["features.3.0.block.1.1.running_mean"],
+        "stage3_0_depthwise_bn/moving_mean", sd["features.3.0.block.1.1.running_mean"]
     )
     assign(
         "stage3_0_depthwise_bn/moving_variance",
@@ -2155,8 +1740,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage3_0_project_bn/beta", sd["features.3.0.block.3.1.bias"])
     assign("stage3_0_project_bn/moving_mean", sd["features.3.0.block.3.1.running_mean"])
     assign(
-        "stage3_0_project_bn/moving_variance",
-        sd["features.3.0.block.3.1.running_var"],
+        "stage3_0_project_bn/moving_variance", sd["features.3.0.block.3.1.running_var"]
     )
     # stage3_1_expand: Conv2D <- features.3.1.block.0.0 (spec line 16)
     assign(
@@ -2168,8 +1752,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage3_1_expand_bn/beta", sd["features.3.1.block.0.1.bias"])
     assign("stage3_1_expand_bn/moving_mean", sd["features.3.1.block.0.1.running_mean"])
     assign(
-        "stage3_1_expand_bn/moving_variance",
-        sd["features.3.1.block.0.1.running_var"],
+        "stage3_1_expand_bn/moving_variance", sd["features.3.1.block.0.1.running_var"]
     )
     # stage3_1_depthwise: DepthwiseConv2D <- features.3.1.block.1.0 (spec line 21)
     assign(
@@ -2180,8 +1763,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage3_1_depthwise_bn/gamma", sd["features.3.1.block.1.1.weight"])
     assign("stage3_1_depthwise_bn/beta", sd["features.3.1.block.1.1.bias"])
     assign(
-        "stage3_1_depthwise_bn/moving_mean",
-        sd["features.3.1.block.1.1.running_mean"],
+        "stage3_1_depthwise_bn/moving_mean", sd["features.3.1.block.1.1.running_mean"]
     )
     assign(
         "stage3_1_depthwise_bn/moving_variance",
@@ -2209,8 +1791,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage3_1_project_bn/beta", sd["features.3.1.block.3.1.bias"])
     assign("stage3_1_project_bn/moving_mean", sd["features.3.1.block.3.1.running_mean"])
     assign(
-        "stage3_1_project_bn/moving_variance",
-        sd["features.3.1.block.3.1.running_var"],
+        "stage3_1_project_bn/moving_variance", sd["features.3.1.block.3.1.running_var"]
     )
     # stage4_0_expand: Conv2D <- features.4.0.block.0.0 (spec line 16)
     assign(
@@ -2222,8 +1803,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage4_0_expand_bn/beta", sd["features.4.0.block.0.1.bias"])
     assign("stage4_0_expand_bn/moving_mean", sd["features.4.0.block.0.1.running_mean"])
     assign(
-        "stage4_0_expand_bn/moving_variance",
-        sd["features.4.0.block.0.1.running_var"],
+        "stage4_0_expand_bn/moving_variance", sd["features.4.0.block.0.1.running_var"]
     )
     # stage4_0_depthwise: DepthwiseConv2D <- features.4.0.block.1.0 (spec line 21)
     assign(
@@ -2234,8 +1814,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage4_0_depthwise_bn/gamma", sd["features.4.0.block.1.1.weight"])
     assign("stage4_0_depthwise_bn/beta", sd["features.4.0.block.1.1.bias"])
     assign(
-        "stage4_0_depthwise_bn/moving_mean",
-        sd["features.4.0.block.1.1.running_mean"],
+        "stage4_0_depthwise_bn/moving_mean", sd["features.4.0.block.1.1.running_mean"]
     )
     assign(
         "stage4_0_depthwise_bn/moving_variance",
@@ -2263,8 +1842,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage4_0_project_bn/beta", sd["features.4.0.block.3.1.bias"])
     assign("stage4_0_project_bn/moving_mean", sd["features.4.0.block.3.1.running_mean"])
     assign(
-        "stage4_0_project_bn/moving_variance",
-        sd["features.4.0.block.3.1.running_var"],
+        "stage4_0_project_bn/moving_variance", sd["features.4.0.block.3.1.running_var"]
     )
     # stage4_1_expand: Conv2D <- features.4.1.block.0.0 (spec line 16)
     assign(
@@ -2276,8 +1854,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage4_1_expand_bn/beta", sd["features.4.1.block.0.1.bias"])
     assign("stage4_1_expand_bn/moving_mean", sd["features.4.1.block.0.1.running_mean"])
     assign(
-        "stage4_1_expand_bn/moving_variance",
-        sd["features.4.1.block.0.1.running_var"],
+        "stage4_1_expand_bn/moving_variance", sd["features.4.1.block.0.1.running_var"]
     )
     # stage4_1_depthwise: DepthwiseConv2D <- features.4.1.block.1.0 (spec line 21)
     assign(
@@ -2288,8 +1865,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage4_1_depthwise_bn/gamma", sd["features.4.1.block.1.1.weight"])
     assign("stage4_1_depthwise_bn/beta", sd["features.4.1.block.1.1.bias"])
     assign(
-        "stage4_1_depthwise_bn/moving_mean",
-        sd["features.4.1.block.1.1.running_mean"],
+        "stage4_1_depthwise_bn/moving_mean", sd["features.4.1.block.1.1.running_mean"]
     )
     assign(
         "stage4_1_depthwise_bn/moving_variance",
@@ -2317,8 +1893,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage4_1_project_bn/beta", sd["features.4.1.block.3.1.bias"])
     assign("stage4_1_project_bn/moving_mean", sd["features.4.1.block.3.1.running_mean"])
     assign(
-        "stage4_1_project_bn/moving_variance",
-        sd["features.4.1.block.3.1.running_var"],
+        "stage4_1_project_bn/moving_variance", sd["features.4.1.block.3.1.running_var"]
     )
     # stage4_2_expand: Conv2D <- features.4.2.block.0.0 (spec line 16)
     assign(
@@ -2330,8 +1905,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage4_2_expand_bn/beta", sd["features.4.2.block.0.1.bias"])
     assign("stage4_2_expand_bn/moving_mean", sd["features.4.2.block.0.1.running_mean"])
     assign(
-        "stage4_2_expand_bn/moving_variance",
-        sd["features.4.2.block.0.1.running_var"],
+        "stage4_2_expand_bn/moving_variance", sd["features.4.2.block.0.1.running_var"]
     )
     # stage4_2_depthwise: DepthwiseConv2D <- features.4.2.block.1.0 (spec line 21)
     assign(
@@ -2342,8 +1916,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage4_2_depthwise_bn/gamma", sd["features.4.2.block.1.1.weight"])
     assign("stage4_2_depthwise_bn/beta", sd["features.4.2.block.1.1.bias"])
     assign(
-        "stage4_2_depthwise_bn/moving_mean",
-        sd["features.4.2.block.1.1.running_mean"],
+        "stage4_2_depthwise_bn/moving_mean", sd["features.4.2.block.1.1.running_mean"]
     )
     assign(
         "stage4_2_depthwise_bn/moving_variance",
@@ -2371,8 +1944,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage4_2_project_bn/beta", sd["features.4.2.block.3.1.bias"])
     assign("stage4_2_project_bn/moving_mean", sd["features.4.2.block.3.1.running_mean"])
     assign(
-        "stage4_2_project_bn/moving_variance",
-        sd["features.4.2.block.3.1.running_var"],
+        "stage4_2_project_bn/moving_variance", sd["features.4.2.block.3.1.running_var"]
     )
     # stage5_0_expand: Conv2D <- features.5.0.block.0.0 (spec line 16)
     assign(
@@ -2384,8 +1956,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage5_0_expand_bn/beta", sd["features.5.0.block.0.1.bias"])
     assign("stage5_0_expand_bn/moving_mean", sd["features.5.0.block.0.1.running_mean"])
     assign(
-        "stage5_0_expand_bn/moving_variance",
-        sd["features.5.0.block.0.1.running_var"],
+        "stage5_0_expand_bn/moving_variance", sd["features.5.0.block.0.1.running_var"]
     )
     # stage5_0_depthwise: DepthwiseConv2D <- features.5.0.block.1.0 (spec line 21)
     assign(
@@ -2396,8 +1967,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage5_0_depthwise_bn/gamma", sd["features.5.0.block.1.1.weight"])
     assign("stage5_0_depthwise_bn/beta", sd["features.5.0.block.1.1.bias"])
     assign(
-        "stage5_0_depthwise_bn/moving_mean",
-        sd["features.5.0.block.1.1.running_mean"],
+        "stage5_0_depthwise_bn/moving_mean", sd["features.5.0.block.1.1.running_mean"]
     )
     assign(
         "stage5_0_depthwise_bn/moving_variance",
@@ -2425,8 +1995,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage5_0_project_bn/beta", sd["features.5.0.block.3.1.bias"])
     assign("stage5_0_project_bn/moving_mean", sd["features.5.0.block.3.1.running_mean"])
     assign(
-        "stage5_0_project_bn/moving_variance",
-        sd["features.5.0.block.3.1.running_var"],
+        "stage5_0_project_bn/moving_variance", sd["features.5.0.block.3.1.running_var"]
     )
     # stage5_1_expand: Conv2D <- features.5.1.block.0.0 (spec line 16)
     assign(
@@ -2438,8 +2007,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage5_1_expand_bn/beta", sd["features.5.1.block.0.1.bias"])
     assign("stage5_1_expand_bn/moving_mean", sd["features.5.1.block.0.1.running_mean"])
     assign(
-        "stage5_1_expand_bn/moving_variance",
-        sd["features.5.1.block.0.1.running_var"],
+        "stage5_1_expand_bn/moving_variance", sd["features.5.1.block.0.1.running_var"]
     )
     # stage5_1_depthwise: DepthwiseConv2D <- features.5.1.block.1.0 (spec line 21)
     assign(
@@ -2450,8 +2018,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage5_1_depthwise_bn/gamma", sd["features.5.1.block.1.1.weight"])
     assign("stage5_1_depthwise_bn/beta", sd["features.5.1.block.1.1.bias"])
     assign(
-        "stage5_1_depthwise_bn/moving_mean",
-        sd["features.5.1.block.1.1.running_mean"],
+        "stage5_1_depthwise_bn/moving_mean", sd["features.5.1.block.1.1.running_mean"]
     )
     assign(
         "stage5_1_depthwise_bn/moving_variance",
@@ -2479,8 +2046,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage5_1_project_bn/beta", sd["features.5.1.block.3.1.bias"])
     assign("stage5_1_project_bn/moving_mean", sd["features.5.1.block.3.1.running_mean"])
     assign(
-        "stage5_1_project_bn/moving_variance",
-        sd["features.5.1.block.3.1.running_var"],
+        "stage5_1_project_bn/moving_variance", sd["features.5.1.block.3.1.running_var"]
     )
     # stage5_2_expand: Conv2D <- features.5.2.block.0.0 (spec line 16)
     assign(
@@ -2492,8 +2058,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage5_2_expand_bn/beta", sd["features.5.2.block.0.1.bias"])
     assign("stage5_2_expand_bn/moving_mean", sd["features.5.2.block.0.1.running_mean"])
     assign(
-        "stage5_2_expand_bn/moving_variance",
-        sd["features.5.2.block.0.1.running_var"],
+        "stage5_2_expand_bn/moving_variance", sd["features.5.2.block.0.1.running_var"]
     )
     # stage5_2_depthwise: DepthwiseConv2D <- features.5.2.block.1.0 (spec line 21)
     assign(
@@ -2504,8 +2069,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage5_2_depthwise_bn/gamma", sd["features.5.2.block.1.1.weight"])
     assign("stage5_2_depthwise_bn/beta", sd["features.5.2.block.1.1.bias"])
     assign(
-        "stage5_2_depthwise_bn/moving_mean",
-        sd["features.5.2.block.1.1.running_mean"],
+        "stage5_2_depthwise_bn/moving_mean", sd["features.5.2.block.1.1.running_mean"]
     )
     assign(
         "stage5_2_depthwise_bn/moving_variance",
@@ -2533,8 +2097,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage5_2_project_bn/beta", sd["features.5.2.block.3.1.bias"])
     assign("stage5_2_project_bn/moving_mean", sd["features.5.2.block.3.1.running_mean"])
     assign(
-        "stage5_2_project_bn/moving_variance",
-        sd["features.5.2.block.3.1.running_var"],
+        "stage5_2_project_bn/moving_variance", sd["features.5.2.block.3.1.running_var"]
     )
     # stage6_0_expand: Conv2D <- features.6.0.block.0.0 (spec line 16)
     assign(
@@ -2546,8 +2109,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_0_expand_bn/beta", sd["features.6.0.block.0.1.bias"])
     assign("stage6_0_expand_bn/moving_mean", sd["features.6.0.block.0.1.running_mean"])
     assign(
-        "stage6_0_expand_bn/moving_variance",
-        sd["features.6.0.block.0.1.running_var"],
+        "stage6_0_expand_bn/moving_variance", sd["features.6.0.block.0.1.running_var"]
     )
     # stage6_0_depthwise: DepthwiseConv2D <- features.6.0.block.1.0 (spec line 21)
     assign(
@@ -2558,8 +2120,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_0_depthwise_bn/gamma", sd["features.6.0.block.1.1.weight"])
     assign("stage6_0_depthwise_bn/beta", sd["features.6.0.block.1.1.bias"])
     assign(
-        "stage6_0_depthwise_bn/moving_mean",
-        sd["features.6.0.block.1.1.running_mean"],
+        "stage6_0_depthwise_bn/moving_mean", sd["features.6.0.block.1.1.running_mean"]
     )
     assign(
         "stage6_0_depthwise_bn/moving_variance",
@@ -2587,8 +2148,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_0_project_bn/beta", sd["features.6.0.block.3.1.bias"])
     assign("stage6_0_project_bn/moving_mean", sd["features.6.0.block.3.1.running_mean"])
     assign(
-        "stage6_0_project_bn/moving_variance",
-        sd["features.6.0.block.3.1.running_var"],
+        "stage6_0_project_bn/moving_variance", sd["features.6.0.block.3.1.running_var"]
     )
     # stage6_1_expand: Conv2D <- features.6.1.block.0.0 (spec line 16)
     assign(
@@ -2600,8 +2160,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_1_expand_bn/beta", sd["features.6.1.block.0.1.bias"])
     assign("stage6_1_expand_bn/moving_mean", sd["features.6.1.block.0.1.running_mean"])
     assign(
-        "stage6_1_expand_bn/moving_variance",
-        sd["features.6.1.block.0.1.running_var"],
+        "stage6_1_expand_bn/moving_variance", sd["features.6.1.block.0.1.running_var"]
     )
     # stage6_1_depthwise: DepthwiseConv2D <- features.6.1.block.1.0 (spec line 21)
     value = sd["features.6.1.block.1.0.weight"].reshape(1152, 1, 5, 5)
@@ -2611,8 +2170,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_1_depthwise_bn/gamma", sd["features.6.1.block.1.1.weight"])
     assign("stage6_1_depthwise_bn/beta", sd["features.6.1.block.1.1.bias"])
     assign(
-        "stage6_1_depthwise_bn/moving_mean",
-        sd["features.6.1.block.1.1.running_mean"],
+        "stage6_1_depthwise_bn/moving_mean", sd["features.6.1.block.1.1.running_mean"]
     )
     assign(
         "stage6_1_depthwise_bn/moving_variance",
@@ -2640,8 +2198,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_1_project_bn/beta", sd["features.6.1.block.3.1.bias"])
     assign("stage6_1_project_bn/moving_mean", sd["features.6.1.block.3.1.running_mean"])
     assign(
-        "stage6_1_project_bn/moving_variance",
-        sd["features.6.1.block.3.1.running_var"],
+        "stage6_1_project_bn/moving_variance", sd["features.6.1.block.3.1.running_var"]
     )
     # stage6_2_expand: Conv2D <- features.6.2.block.0.0 (spec line 16)
     assign(
@@ -2653,8 +2210,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_2_expand_bn/beta", sd["features.6.2.block.0.1.bias"])
     assign("stage6_2_expand_bn/moving_mean", sd["features.6.2.block.0.1.running_mean"])
     assign(
-        "stage6_2_expand_bn/moving_variance",
-        sd["features.6.2.block.0.1.running_var"],
+        "stage6_2_expand_bn/moving_variance", sd["features.6.2.block.0.1.running_var"]
     )
     # stage6_2_depthwise: DepthwiseConv2D <- features.6.2.block.1.0 (spec line 21)
     value = sd["features.6.2.block.1.0.weight"].reshape(1152, 1, 5, 5)
@@ -2664,8 +2220,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_2_depthwise_bn/gamma", sd["features.6.2.block.1.1.weight"])
     assign("stage6_2_depthwise_bn/beta", sd["features.6.2.block.1.1.bias"])
     assign(
-        "stage6_2_depthwise_bn/moving_mean",
-        sd["features.6.2.block.1.1.running_mean"],
+        "stage6_2_depthwise_bn/moving_mean", sd["features.6.2.block.1.1.running_mean"]
     )
     assign(
         "stage6_2_depthwise_bn/moving_variance",
@@ -2693,8 +2248,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_2_project_bn/beta", sd["features.6.2.block.3.1.bias"])
     assign("stage6_2_project_bn/moving_mean", sd["features.6.2.block.3.1.running_mean"])
     assign(
-        "stage6_2_project_bn/moving_variance",
-        sd["features.6.2.block.3.1.running_var"],
+        "stage6_2_project_bn/moving_variance", sd["features.6.2.block.3.1.running_var"]
     )
     # stage6_3_expand: Conv2D <- features.6.3.block.0.0 (spec line 16)
     assign(
@@ -2706,8 +2260,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_3_expand_bn/beta", sd["features.6.3.block.0.1.bias"])
     assign("stage6_3_expand_bn/moving_mean", sd["features.6.3.block.0.1.running_mean"])
     assign(
-        "stage6_3_expand_bn/moving_variance",
-        sd["features.6.3.block.0.1.running_var"],
+        "stage6_3_expand_bn/moving_variance", sd["features.6.3.block.0.1.running_var"]
     )
     # stage6_3_depthwise: DepthwiseConv2D <- features.6.3.block.1.0 (spec line 21)
     value = sd["features.6.3.block.1.0.weight"].reshape(1152, 1, 5, 5)
@@ -2717,8 +2270,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_3_depthwise_bn/gamma", sd["features.6.3.block.1.1.weight"])
     assign("stage6_3_depthwise_bn/beta", sd["features.6.3.block.1.1.bias"])
     assign(
-        "stage6_3_depthwise_bn/moving_mean",
-        sd["features.6.3.block.1.1.running_mean"],
+        "stage6_3_depthwise_bn/moving_mean", sd["features.6.3.block.1.1.running_mean"]
     )
     assign(
         "stage6_3_depthwise_bn/moving_variance",
@@ -2746,8 +2298,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage6_3_project_bn/beta", sd["features.6.3.block.3.1.bias"])
     assign("stage6_3_project_bn/moving_mean", sd["features.6.3.block.3.1.running_mean"])
     assign(
-        "stage6_3_project_bn/moving_variance",
-        sd["features.6.3.block.3.1.running_var"],
+        "stage6_3_project_bn/moving_variance", sd["features.6.3.block.3.1.running_var"]
     )
     # stage7_0_expand: Conv2D <- features.7.0.block.0.0 (spec line 16)
     assign(
@@ -2759,8 +2310,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage7_0_expand_bn/beta", sd["features.7.0.block.0.1.bias"])
     assign("stage7_0_expand_bn/moving_mean", sd["features.7.0.block.0.1.running_mean"])
     assign(
-        "stage7_0_expand_bn/moving_variance",
-        sd["features.7.0.block.0.1.running_var"],
+        "stage7_0_expand_bn/moving_variance", sd["features.7.0.block.0.1.running_var"]
     )
     # stage7_0_depthwise: DepthwiseConv2D <- features.7.0.block.1.0 (spec line 21)
     value = sd["features.7.0.block.1.0.weight"].reshape(1152, 1, 3, 3)
@@ -2770,8 +2320,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage7_0_depthwise_bn/gamma", sd["features.7.0.block.1.1.weight"])
     assign("stage7_0_depthwise_bn/beta", sd["features.7.0.block.1.1.bias"])
     assign(
-        "stage7_0_depthwise_bn/moving_mean",
-        sd["features.7.0.block.1.1.running_mean"],
+        "stage7_0_depthwise_bn/moving_mean", sd["features.7.0.block.1.1.running_mean"]
     )
     assign(
         "stage7_0_depthwise_bn/moving_variance",
@@ -2799,8 +2348,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("stage7_0_project_bn/beta", sd["features.7.0.block.3.1.bias"])
     assign("stage7_0_project_bn/moving_mean", sd["features.7.0.block.3.1.running_mean"])
     assign(
-        "stage7_0_project_bn/moving_variance",
-        sd["features.7.0.block.3.1.running_var"],
+        "stage7_0_project_bn/moving_variance", sd["features.7.0.block.3.1.running_var"]
     )
     # head: Conv2D <- features.8.0 (spec line 59)
     assign("head/kernel", sd["features.8.0.weight"].transpose(2, 3, 1, 0))

@@ -50,11 +50,9 @@ class WeightLoadError(ValueError):
 def build_model() -> keras.Model:
     """The Keras model, with the spec's layer names and uninitialised weights."""
     ids = keras.Input(shape=(16,), dtype="int64", name="ids")
-    embedding = keras.layers.Embedding(
-        input_dim=1000,
-        output_dim=32,
-        name="embedding",
-    )(ids)
+    embedding = keras.layers.Embedding(input_dim=1000, output_dim=32, name="embedding")(
+        ids
+    )
     gru = keras.layers.GRU(units=64, reset_after=True, name="gru")(embedding)
     fc = keras.layers.Dense(units=5, name="fc")(gru)
     return keras.Model(inputs=ids, outputs=fc, name="gru_classifier")

@@ -708,822 +708,512 @@ def build_model() -> keras.Model:
     image = keras.Input(shape=(224, 224, 3), dtype="float32", name="image")
     pad0 = keras.layers.ZeroPadding2D(padding=1, name="pad0")(image)
     conv0 = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="conv0",
+        filters=32, kernel_size=3, strides=2, use_bias=False, name="conv0"
     )(pad0)
-    bn0 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="bn0",
-    )(conv0)
+    bn0 = keras.layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn0")(
+        conv0
+    )
     relu0 = keras.layers.ReLU(max_value=6.0, name="relu0")(bn0)
     depthwise1 = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        padding="same",
-        use_bias=False,
-        name="depthwise1",
+        kernel_size=3, padding="same", use_bias=False, name="depthwise1"
     )(relu0)
     depthwise1_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="depthwise1_bn",
+        epsilon=1e-05, momentum=0.9, name="depthwise1_bn"
     )(depthwise1)
-    depthwise1_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="depthwise1_relu6",
-    )(depthwise1_bn)
+    depthwise1_relu6 = keras.layers.ReLU(max_value=6.0, name="depthwise1_relu6")(
+        depthwise1_bn
+    )
     project1 = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=1,
-        use_bias=False,
-        name="project1",
+        filters=16, kernel_size=1, use_bias=False, name="project1"
     )(depthwise1_relu6)
     project1_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="project1_bn",
+        epsilon=1e-05, momentum=0.9, name="project1_bn"
     )(project1)
     # features_2: inverted(hidden=96, filters=24, stride=2, residual=False) <- features.2 (spec line 41)
     features_2_expand = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        use_bias=False,
-        name="features_2_expand",
+        filters=96, kernel_size=1, use_bias=False, name="features_2_expand"
     )(project1_bn)
     features_2_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_2_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_2_expand_bn"
     )(features_2_expand)
     features_2_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_2_expand_relu6",
+        max_value=6.0, name="features_2_expand_relu6"
     )(features_2_expand_bn)
-    features_2_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_2_pad",
-    )(features_2_expand_relu6)
+    features_2_pad = keras.layers.ZeroPadding2D(padding=1, name="features_2_pad")(
+        features_2_expand_relu6
+    )
     features_2_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="features_2_depthwise",
+        kernel_size=3, strides=2, use_bias=False, name="features_2_depthwise"
     )(features_2_pad)
     features_2_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_2_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_2_depthwise_bn"
     )(features_2_depthwise)
     features_2_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_2_depthwise_relu6",
+        max_value=6.0, name="features_2_depthwise_relu6"
     )(features_2_depthwise_bn)
     features_2_project = keras.layers.Conv2D(
-        filters=24,
-        kernel_size=1,
-        use_bias=False,
-        name="features_2_project",
+        filters=24, kernel_size=1, use_bias=False, name="features_2_project"
     )(features_2_depthwise_relu6)
     features_2_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_2_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_2_project_bn"
     )(features_2_project)
     # features_3: inverted(hidden=144, filters=24, stride=1, residual=True) <- features.3 (spec line 41)
     features_3_expand = keras.layers.Conv2D(
-        filters=144,
-        kernel_size=1,
-        use_bias=False,
-        name="features_3_expand",
+        filters=144, kernel_size=1, use_bias=False, name="features_3_expand"
     )(features_2_project_bn)
     features_3_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_3_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_3_expand_bn"
     )(features_3_expand)
     features_3_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_3_expand_relu6",
+        max_value=6.0, name="features_3_expand_relu6"
     )(features_3_expand_bn)
-    features_3_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_3_pad",
-    )(features_3_expand_relu6)
+    features_3_pad = keras.layers.ZeroPadding2D(padding=1, name="features_3_pad")(
+        features_3_expand_relu6
+    )
     features_3_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_3_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_3_depthwise"
     )(features_3_pad)
     features_3_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_3_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_3_depthwise_bn"
     )(features_3_depthwise)
     features_3_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_3_depthwise_relu6",
+        max_value=6.0, name="features_3_depthwise_relu6"
     )(features_3_depthwise_bn)
     features_3_project = keras.layers.Conv2D(
-        filters=24,
-        kernel_size=1,
-        use_bias=False,
-        name="features_3_project",
+        filters=24, kernel_size=1, use_bias=False, name="features_3_project"
     )(features_3_depthwise_relu6)
     features_3_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_3_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_3_project_bn"
     )(features_3_project)
-    features_3_add = keras.layers.Add(
-        name="features_3_add",
-    )([features_3_project_bn, features_2_project_bn])
+    features_3_add = keras.layers.Add(name="features_3_add")(
+        [features_3_project_bn, features_2_project_bn]
+    )
     # features_4: inverted(hidden=144, filters=32, stride=2, residual=False) <- features.4 (spec line 42)
     features_4_expand = keras.layers.Conv2D(
-        filters=144,
-        kernel_size=1,
-        use_bias=False,
-        name="features_4_expand",
+        filters=144, kernel_size=1, use_bias=False, name="features_4_expand"
     )(features_3_add)
     features_4_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_4_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_4_expand_bn"
     )(features_4_expand)
     features_4_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_4_expand_relu6",
+        max_value=6.0, name="features_4_expand_relu6"
     )(features_4_expand_bn)
-    features_4_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_4_pad",
-    )(features_4_expand_relu6)
+    features_4_pad = keras.layers.ZeroPadding2D(padding=1, name="features_4_pad")(
+        features_4_expand_relu6
+    )
     features_4_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="features_4_depthwise",
+        kernel_size=3, strides=2, use_bias=False, name="features_4_depthwise"
     )(features_4_pad)
     features_4_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_4_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_4_depthwise_bn"
     )(features_4_depthwise)
     features_4_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_4_depthwise_relu6",
+        max_value=6.0, name="features_4_depthwise_relu6"
     )(features_4_depthwise_bn)
     features_4_project = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=1,
-        use_bias=False,
-        name="features_4_project",
+        filters=32, kernel_size=1, use_bias=False, name="features_4_project"
     )(features_4_depthwise_relu6)
     features_4_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_4_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_4_project_bn"
     )(features_4_project)
     # features_5: inverted(hidden=192, filters=32, stride=1, residual=True) <- features.5 (spec line 42)
     features_5_expand = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=1,
-        use_bias=False,
-        name="features_5_expand",
+        filters=192, kernel_size=1, use_bias=False, name="features_5_expand"
     )(features_4_project_bn)
     features_5_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_5_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_5_expand_bn"
     )(features_5_expand)
     features_5_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_5_expand_relu6",
+        max_value=6.0, name="features_5_expand_relu6"
     )(features_5_expand_bn)
-    features_5_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_5_pad",
-    )(features_5_expand_relu6)
+    features_5_pad = keras.layers.ZeroPadding2D(padding=1, name="features_5_pad")(
+        features_5_expand_relu6
+    )
     features_5_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_5_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_5_depthwise"
     )(features_5_pad)
     features_5_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_5_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_5_depthwise_bn"
     )(features_5_depthwise)
     features_5_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_5_depthwise_relu6",
+        max_value=6.0, name="features_5_depthwise_relu6"
     )(features_5_depthwise_bn)
     features_5_project = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=1,
-        use_bias=False,
-        name="features_5_project",
+        filters=32, kernel_size=1, use_bias=False, name="features_5_project"
     )(features_5_depthwise_relu6)
     features_5_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_5_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_5_project_bn"
     )(features_5_project)
-    features_5_add = keras.layers.Add(
-        name="features_5_add",
-    )([features_5_project_bn, features_4_project_bn])
+    features_5_add = keras.layers.Add(name="features_5_add")(
+        [features_5_project_bn, features_4_project_bn]
+    )
     # features_6: inverted(hidden=192, filters=32, stride=1, residual=True) <- features.6 (spec line 42)
     features_6_expand = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=1,
-        use_bias=False,
-        name="features_6_expand",
+        filters=192, kernel_size=1, use_bias=False, name="features_6_expand"
     )(features_5_add)
     features_6_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_6_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_6_expand_bn"
     )(features_6_expand)
     features_6_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_6_expand_relu6",
+        max_value=6.0, name="features_6_expand_relu6"
     )(features_6_expand_bn)
-    features_6_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_6_pad",
-    )(features_6_expand_relu6)
+    features_6_pad = keras.layers.ZeroPadding2D(padding=1, name="features_6_pad")(
+        features_6_expand_relu6
+    )
     features_6_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_6_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_6_depthwise"
     )(features_6_pad)
     features_6_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_6_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_6_depthwise_bn"
     )(features_6_depthwise)
     features_6_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_6_depthwise_relu6",
+        max_value=6.0, name="features_6_depthwise_relu6"
     )(features_6_depthwise_bn)
     features_6_project = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=1,
-        use_bias=False,
-        name="features_6_project",
+        filters=32, kernel_size=1, use_bias=False, name="features_6_project"
     )(features_6_depthwise_relu6)
     features_6_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_6_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_6_project_bn"
     )(features_6_project)
-    features_6_add = keras.layers.Add(
-        name="features_6_add",
-    )([features_6_project_bn, features_5_add])
+    features_6_add = keras.layers.Add(name="features_6_add")(
+        [features_6_project_bn, features_5_add]
+    )
     # features_7: inverted(hidden=192, filters=64, stride=2, residual=False) <- features.7 (spec line 43)
     features_7_expand = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=1,
-        use_bias=False,
-        name="features_7_expand",
+        filters=192, kernel_size=1, use_bias=False, name="features_7_expand"
     )(features_6_add)
     features_7_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_7_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_7_expand_bn"
     )(features_7_expand)
     features_7_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_7_expand_relu6",
+        max_value=6.0, name="features_7_expand_relu6"
     )(features_7_expand_bn)
-    features_7_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_7_pad",
-    )(features_7_expand_relu6)
+    features_7_pad = keras.layers.ZeroPadding2D(padding=1, name="features_7_pad")(
+        features_7_expand_relu6
+    )
     features_7_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="features_7_depthwise",
+        kernel_size=3, strides=2, use_bias=False, name="features_7_depthwise"
     )(features_7_pad)
     features_7_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_7_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_7_depthwise_bn"
     )(features_7_depthwise)
     features_7_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_7_depthwise_relu6",
+        max_value=6.0, name="features_7_depthwise_relu6"
     )(features_7_depthwise_bn)
     features_7_project = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        use_bias=False,
-        name="features_7_project",
+        filters=64, kernel_size=1, use_bias=False, name="features_7_project"
     )(features_7_depthwise_relu6)
     features_7_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_7_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_7_project_bn"
     )(features_7_project)
     # features_8: inverted(hidden=384, filters=64, stride=1, residual=True) <- features.8 (spec line 43)
     features_8_expand = keras.layers.Conv2D(
-        filters=384,
-        kernel_size=1,
-        use_bias=False,
-        name="features_8_expand",
+        filters=384, kernel_size=1, use_bias=False, name="features_8_expand"
     )(features_7_project_bn)
     features_8_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_8_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_8_expand_bn"
     )(features_8_expand)
     features_8_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_8_expand_relu6",
+        max_value=6.0, name="features_8_expand_relu6"
     )(features_8_expand_bn)
-    features_8_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_8_pad",
-    )(features_8_expand_relu6)
+    features_8_pad = keras.layers.ZeroPadding2D(padding=1, name="features_8_pad")(
+        features_8_expand_relu6
+    )
     features_8_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_8_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_8_depthwise"
     )(features_8_pad)
     features_8_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_8_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_8_depthwise_bn"
     )(features_8_depthwise)
     features_8_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_8_depthwise_relu6",
+        max_value=6.0, name="features_8_depthwise_relu6"
     )(features_8_depthwise_bn)
     features_8_project = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        use_bias=False,
-        name="features_8_project",
+        filters=64, kernel_size=1, use_bias=False, name="features_8_project"
     )(features_8_depthwise_relu6)
     features_8_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_8_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_8_project_bn"
     )(features_8_project)
-    features_8_add = keras.layers.Add(
-        name="features_8_add",
-    )([features_8_project_bn, features_7_project_bn])
+    features_8_add = keras.layers.Add(name="features_8_add")(
+        [features_8_project_bn, features_7_project_bn]
+    )
     # features_9: inverted(hidden=384, filters=64, stride=1, residual=True) <- features.9 (spec line 43)
     features_9_expand = keras.layers.Conv2D(
-        filters=384,
-        kernel_size=1,
-        use_bias=False,
-        name="features_9_expand",
+        filters=384, kernel_size=1, use_bias=False, name="features_9_expand"
     )(features_8_add)
     features_9_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_9_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_9_expand_bn"
     )(features_9_expand)
     features_9_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_9_expand_relu6",
+        max_value=6.0, name="features_9_expand_relu6"
     )(features_9_expand_bn)
-    features_9_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_9_pad",
-    )(features_9_expand_relu6)
+    features_9_pad = keras.layers.ZeroPadding2D(padding=1, name="features_9_pad")(
+        features_9_expand_relu6
+    )
     features_9_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_9_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_9_depthwise"
     )(features_9_pad)
     features_9_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_9_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_9_depthwise_bn"
     )(features_9_depthwise)
     features_9_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_9_depthwise_relu6",
+        max_value=6.0, name="features_9_depthwise_relu6"
     )(features_9_depthwise_bn)
     features_9_project = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        use_bias=False,
-        name="features_9_project",
+        filters=64, kernel_size=1, use_bias=False, name="features_9_project"
     )(features_9_depthwise_relu6)
     features_9_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_9_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_9_project_bn"
     )(features_9_project)
-    features_9_add = keras.layers.Add(
-        name="features_9_add",
-    )([features_9_project_bn, features_8_add])
+    features_9_add = keras.layers.Add(name="features_9_add")(
+        [features_9_project_bn, features_8_add]
+    )
     # features_10: inverted(hidden=384, filters=64, stride=1, residual=True) <- features.10 (spec line 43)
     features_10_expand = keras.layers.Conv2D(
-        filters=384,
-        kernel_size=1,
-        use_bias=False,
-        name="features_10_expand",
+        filters=384, kernel_size=1, use_bias=False, name="features_10_expand"
     )(features_9_add)
     features_10_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_10_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_10_expand_bn"
     )(features_10_expand)
     features_10_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_10_expand_relu6",
+        max_value=6.0, name="features_10_expand_relu6"
     )(features_10_expand_bn)
-    features_10_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_10_pad",
-    )(features_10_expand_relu6)
+    features_10_pad = keras.layers.ZeroPadding2D(padding=1, name="features_10_pad")(
+        features_10_expand_relu6
+    )
     features_10_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_10_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_10_depthwise"
     )(features_10_pad)
     features_10_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_10_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_10_depthwise_bn"
     )(features_10_depthwise)
     features_10_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_10_depthwise_relu6",
+        max_value=6.0, name="features_10_depthwise_relu6"
     )(features_10_depthwise_bn)
     features_10_project = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        use_bias=False,
-        name="features_10_project",
+        filters=64, kernel_size=1, use_bias=False, name="features_10_project"
     )(features_10_depthwise_relu6)
     features_10_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_10_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_10_project_bn"
     )(features_10_project)
-    features_10_add = keras.layers.Add(
-        name="features_10_add",
-    )([features_10_project_bn, features_9_add])
+    features_10_add = keras.layers.Add(name="features_10_add")(
+        [features_10_project_bn, features_9_add]
+    )
     # features_11: inverted(hidden=384, filters=96, stride=1, residual=False) <- features.11 (spec line 44)
     features_11_expand = keras.layers.Conv2D(
-        filters=384,
-        kernel_size=1,
-        use_bias=False,
-        name="features_11_expand",
+        filters=384, kernel_size=1, use_bias=False, name="features_11_expand"
     )(features_10_add)
     features_11_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_11_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_11_expand_bn"
     )(features_11_expand)
     features_11_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_11_expand_relu6",
+        max_value=6.0, name="features_11_expand_relu6"
     )(features_11_expand_bn)
-    features_11_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_11_pad",
-    )(features_11_expand_relu6)
+    features_11_pad = keras.layers.ZeroPadding2D(padding=1, name="features_11_pad")(
+        features_11_expand_relu6
+    )
     features_11_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_11_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_11_depthwise"
     )(features_11_pad)
     features_11_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_11_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_11_depthwise_bn"
     )(features_11_depthwise)
     features_11_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_11_depthwise_relu6",
+        max_value=6.0, name="features_11_depthwise_relu6"
     )(features_11_depthwise_bn)
     features_11_project = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        use_bias=False,
-        name="features_11_project",
+        filters=96, kernel_size=1, use_bias=False, name="features_11_project"
     )(features_11_depthwise_relu6)
     features_11_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_11_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_11_project_bn"
     )(features_11_project)
     # features_12: inverted(hidden=576, filters=96, stride=1, residual=True) <- features.12 (spec line 44)
     features_12_expand = keras.layers.Conv2D(
-        filters=576,
-        kernel_size=1,
-        use_bias=False,
-        name="features_12_expand",
+        filters=576, kernel_size=1, use_bias=False, name="features_12_expand"
     )(features_11_project_bn)
     features_12_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_12_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_12_expand_bn"
     )(features_12_expand)
     features_12_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_12_expand_relu6",
+        max_value=6.0, name="features_12_expand_relu6"
     )(features_12_expand_bn)
-    features_12_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_12_pad",
-    )(features_12_expand_relu6)
+    features_12_pad = keras.layers.ZeroPadding2D(padding=1, name="features_12_pad")(
+        features_12_expand_relu6
+    )
     features_12_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_12_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_12_depthwise"
     )(features_12_pad)
     features_12_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_12_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_12_depthwise_bn"
     )(features_12_depthwise)
     features_12_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_12_depthwise_relu6",
+        max_value=6.0, name="features_12_depthwise_relu6"
     )(features_12_depthwise_bn)
     features_12_project = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        use_bias=False,
-        name="features_12_project",
+        filters=96, kernel_size=1, use_bias=False, name="features_12_project"
     )(features_12_depthwise_relu6)
     features_12_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_12_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_12_project_bn"
     )(features_12_project)
-    features_12_add = keras.layers.Add(
-        name="features_12_add",
-    )([features_12_project_bn, features_11_project_bn])
+    features_12_add = keras.layers.Add(name="features_12_add")(
+        [features_12_project_bn, features_11_project_bn]
+    )
     # features_13: inverted(hidden=576, filters=96, stride=1, residual=True) <- features.13 (spec line 44)
     features_13_expand = keras.layers.Conv2D(
-        filters=576,
-        kernel_size=1,
-        use_bias=False,
-        name="features_13_expand",
+        filters=576, kernel_size=1, use_bias=False, name="features_13_expand"
     )(features_12_add)
     features_13_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_13_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_13_expand_bn"
     )(features_13_expand)
     features_13_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_13_expand_relu6",
+        max_value=6.0, name="features_13_expand_relu6"
     )(features_13_expand_bn)
-    features_13_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_13_pad",
-    )(features_13_expand_relu6)
+    features_13_pad = keras.layers.ZeroPadding2D(padding=1, name="features_13_pad")(
+        features_13_expand_relu6
+    )
     features_13_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_13_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_13_depthwise"
     )(features_13_pad)
     features_13_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_13_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_13_depthwise_bn"
     )(features_13_depthwise)
     features_13_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_13_depthwise_relu6",
+        max_value=6.0, name="features_13_depthwise_relu6"
     )(features_13_depthwise_bn)
     features_13_project = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        use_bias=False,
-        name="features_13_project",
+        filters=96, kernel_size=1, use_bias=False, name="features_13_project"
     )(features_13_depthwise_relu6)
     features_13_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_13_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_13_project_bn"
     )(features_13_project)
-    features_13_add = keras.layers.Add(
-        name="features_13_add",
-    )([features_13_project_bn, features_12_add])
+    features_13_add = keras.layers.Add(name="features_13_add")(
+        [features_13_project_bn, features_12_add]
+    )
     # features_14: inverted(hidden=576, filters=160, stride=2, residual=False) <- features.14 (spec line 45)
     features_14_expand = keras.layers.Conv2D(
-        filters=576,
-        kernel_size=1,
-        use_bias=False,
-        name="features_14_expand",
+        filters=576, kernel_size=1, use_bias=False, name="features_14_expand"
     )(features_13_add)
     features_14_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_14_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_14_expand_bn"
     )(features_14_expand)
     features_14_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_14_expand_relu6",
+        max_value=6.0, name="features_14_expand_relu6"
     )(features_14_expand_bn)
-    features_14_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_14_pad",
-    )(features_14_expand_relu6)
+    features_14_pad = keras.layers.ZeroPadding2D(padding=1, name="features_14_pad")(
+        features_14_expand_relu6
+    )
     features_14_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="features_14_depthwise",
+        kernel_size=3, strides=2, use_bias=False, name="features_14_depthwise"
     )(features_14_pad)
     features_14_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_14_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_14_depthwise_bn"
     )(features_14_depthwise)
     features_14_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_14_depthwise_relu6",
+        max_value=6.0, name="features_14_depthwise_relu6"
     )(features_14_depthwise_bn)
     features_14_project = keras.layers.Conv2D(
-        filters=160,
-        kernel_size=1,
-        use_bias=False,
-        name="features_14_project",
+        filters=160, kernel_size=1, use_bias=False, name="features_14_project"
     )(features_14_depthwise_relu6)
     features_14_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_14_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_14_project_bn"
     )(features_14_project)
     # features_15: inverted(hidden=960, filters=160, stride=1, residual=True) <- features.15 (spec line 45)
     features_15_expand = keras.layers.Conv2D(
-        filters=960,
-        kernel_size=1,
-        use_bias=False,
-        name="features_15_expand",
+        filters=960, kernel_size=1, use_bias=False, name="features_15_expand"
     )(features_14_project_bn)
     features_15_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_15_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_15_expand_bn"
     )(features_15_expand)
     features_15_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_15_expand_relu6",
+        max_value=6.0, name="features_15_expand_relu6"
     )(features_15_expand_bn)
-    features_15_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_15_pad",
-    )(features_15_expand_relu6)
+    features_15_pad = keras.layers.ZeroPadding2D(padding=1, name="features_15_pad")(
+        features_15_expand_relu6
+    )
     features_15_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_15_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_15_depthwise"
     )(features_15_pad)
     features_15_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_15_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_15_depthwise_bn"
     )(features_15_depthwise)
     features_15_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_15_depthwise_relu6",
+        max_value=6.0, name="features_15_depthwise_relu6"
     )(features_15_depthwise_bn)
     features_15_project = keras.layers.Conv2D(
-        filters=160,
-        kernel_size=1,
-        use_bias=False,
-        name="features_15_project",
+        filters=160, kernel_size=1, use_bias=False, name="features_15_project"
     )(features_15_depthwise_relu6)
     features_15_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_15_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_15_project_bn"
     )(features_15_project)
-    features_15_add = keras.layers.Add(
-        name="features_15_add",
-    )([features_15_project_bn, features_14_project_bn])
+    features_15_add = keras.layers.Add(name="features_15_add")(
+        [features_15_project_bn, features_14_project_bn]
+    )
     # features_16: inverted(hidden=960, filters=160, stride=1, residual=True) <- features.16 (spec line 45)
     features_16_expand = keras.layers.Conv2D(
-        filters=960,
-        kernel_size=1,
-        use_bias=False,
-        name="features_16_expand",
+        filters=960, kernel_size=1, use_bias=False, name="features_16_expand"
     )(features_15_add)
     features_16_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_16_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_16_expand_bn"
     )(features_16_expand)
     features_16_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_16_expand_relu6",
+        max_value=6.0, name="features_16_expand_relu6"
     )(features_16_expand_bn)
-    features_16_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_16_pad",
-    )(features_16_expand_relu6)
+    features_16_pad = keras.layers.ZeroPadding2D(padding=1, name="features_16_pad")(
+        features_16_expand_relu6
+    )
     features_16_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_16_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_16_depthwise"
     )(features_16_pad)
     features_16_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_16_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_16_depthwise_bn"
     )(features_16_depthwise)
     features_16_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_16_depthwise_relu6",
+        max_value=6.0, name="features_16_depthwise_relu6"
     )(features_16_depthwise_bn)
     features_16_project = keras.layers.Conv2D(
-        filters=160,
-        kernel_size=1,
-        use_bias=False,
-        name="features_16_project",
+        filters=160, kernel_size=1, use_bias=False, name="features_16_project"
     )(features_16_depthwise_relu6)
     features_16_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_16_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_16_project_bn"
     )(features_16_project)
-    features_16_add = keras.layers.Add(
-        name="features_16_add",
-    )([features_16_project_bn, features_15_add])
+    features_16_add = keras.layers.Add(name="features_16_add")(
+        [features_16_project_bn, features_15_add]
+    )
     # features_17: inverted(hidden=960, filters=320, stride=1, residual=False) <- features.17 (spec line 46)
     features_17_expand = keras.layers.Conv2D(
-        filters=960,
-        kernel_size=1,
-        use_bias=False,
-        name="features_17_expand",
+        filters=960, kernel_size=1, use_bias=False, name="features_17_expand"
     )(features_16_add)
     features_17_expand_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_17_expand_bn",
+        epsilon=1e-05, momentum=0.9, name="features_17_expand_bn"
     )(features_17_expand)
     features_17_expand_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_17_expand_relu6",
+        max_value=6.0, name="features_17_expand_relu6"
     )(features_17_expand_bn)
-    features_17_pad = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="features_17_pad",
-    )(features_17_expand_relu6)
+    features_17_pad = keras.layers.ZeroPadding2D(padding=1, name="features_17_pad")(
+        features_17_expand_relu6
+    )
     features_17_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="features_17_depthwise",
+        kernel_size=3, strides=1, use_bias=False, name="features_17_depthwise"
     )(features_17_pad)
     features_17_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_17_depthwise_bn",
+        epsilon=1e-05, momentum=0.9, name="features_17_depthwise_bn"
     )(features_17_depthwise)
     features_17_depthwise_relu6 = keras.layers.ReLU(
-        max_value=6.0,
-        name="features_17_depthwise_relu6",
+        max_value=6.0, name="features_17_depthwise_relu6"
     )(features_17_depthwise_bn)
     features_17_project = keras.layers.Conv2D(
-        filters=320,
-        kernel_size=1,
-        use_bias=False,
-        name="features_17_project",
+        filters=320, kernel_size=1, use_bias=False, name="features_17_project"
     )(features_17_depthwise_relu6)
     features_17_project_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="features_17_project_bn",
+        epsilon=1e-05, momentum=0.9, name="features_17_project_bn"
     )(features_17_project)
     # top level
     conv18 = keras.layers.Conv2D(
-        filters=1280,
-        kernel_size=1,
-        use_bias=False,
-        name="conv18",
+        filters=1280, kernel_size=1, use_bias=False, name="conv18"
     )(features_17_project_bn)
-    bn18 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="bn18",
-    )(conv18)
+    bn18 = keras.layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn18")(
+        conv18
+    )
     relu18 = keras.layers.ReLU(max_value=6.0, name="relu18")(bn18)
     avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(relu18)
     dropout = keras.layers.Dropout(rate=0.2, name="dropout")(avgpool)
@@ -1578,8 +1268,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_2_expand_bn/beta", sd["features.2.conv.0.1.bias"])
     assign("features_2_expand_bn/moving_mean", sd["features.2.conv.0.1.running_mean"])
     assign(
-        "features_2_expand_bn/moving_variance",
-        sd["features.2.conv.0.1.running_var"],
+        "features_2_expand_bn/moving_variance", sd["features.2.conv.0.1.running_var"]
     )
     # features_2_depthwise: DepthwiseConv2D <- features.2.conv.1.0 (spec line 21)
     assign(
@@ -1590,12 +1279,10 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_2_depthwise_bn/gamma", sd["features.2.conv.1.1.weight"])
     assign("features_2_depthwise_bn/beta", sd["features.2.conv.1.1.bias"])
     assign(
-        "features_2_depthwise_bn/moving_mean",
-        sd["features.2.conv.1.1.running_mean"],
+        "features_2_depthwise_bn/moving_mean", sd["features.2.conv.1.1.running_mean"]
     )
     assign(
-        "features_2_depthwise_bn/moving_variance",
-        sd["features.2.conv.1.1.running_var"],
+        "features_2_depthwise_bn/moving_variance", sd["features.2.conv.1.1.running_var"]
     )
     # features_2_project: Conv2D <- features.2.conv.2 (spec line 24)
     assign(
@@ -1617,8 +1304,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_3_expand_bn/beta", sd["features.3.conv.0.1.bias"])
     assign("features_3_expand_bn/moving_mean", sd["features.3.conv.0.1.running_mean"])
     assign(
-        "features_3_expand_bn/moving_variance",
-        sd["features.3.conv.0.1.running_var"],
+        "features_3_expand_bn/moving_variance", sd["features.3.conv.0.1.running_var"]
     )
     # features_3_depthwise: DepthwiseConv2D <- features.3.conv.1.0 (spec line 21)
     assign(
@@ -1629,12 +1315,10 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_3_depthwise_bn/gamma", sd["features.3.conv.1.1.weight"])
     assign("features_3_depthwise_bn/beta", sd["features.3.conv.1.1.bias"])
     assign(
-        "features_3_depthwise_bn/moving_mean",
-        sd["features.3.conv.1.1.running_mean"],
+        "features_3_depthwise_bn/moving_mean", sd["features.3.conv.1.1.running_mean"]
     )
     assign(
-        "features_3_depthwise_bn/moving_variance",
-        sd["features.3.conv.1.1.running_var"],
+        "features_3_depthwise_bn/moving_variance", sd["features.3.conv.1.1.running_var"]
     )
     # features_3_project: Conv2D <- features.3.conv.2 (spec line 24)
     assign(
@@ -1656,8 +1340,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_4_expand_bn/beta", sd["features.4.conv.0.1.bias"])
     assign("features_4_expand_bn/moving_mean", sd["features.4.conv.0.1.running_mean"])
     assign(
-        "features_4_expand_bn/moving_variance",
-        sd["features.4.conv.0.1.running_var"],
+        "features_4_expand_bn/moving_variance", sd["features.4.conv.0.1.running_var"]
     )
     # features_4_depthwise: DepthwiseConv2D <- features.4.conv.1.0 (spec line 21)
     assign(
@@ -1668,12 +1351,10 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_4_depthwise_bn/gamma", sd["features.4.conv.1.1.weight"])
     assign("features_4_depthwise_bn/beta", sd["features.4.conv.1.1.bias"])
     assign(
-        "features_4_depthwise_bn/moving_mean",
-        sd["features.4.conv.1.1.running_mean"],
+        "features_4_depthwise_bn/moving_mean", sd["features.4.conv.1.1.running_mean"]
     )
     assign(
-        "features_4_depthwise_bn/moving_variance",
-        sd["features.4.conv.1.1.running_var"],
+        "features_4_depthwise_bn/moving_variance", sd["features.4.conv.1.1.running_var"]
     )
     # features_4_project: Conv2D <- features.4.conv.2 (spec line 24)
     assign(
@@ -1695,8 +1376,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_5_expand_bn/beta", sd["features.5.conv.0.1.bias"])
     assign("features_5_expand_bn/moving_mean", sd["features.5.conv.0.1.running_mean"])
     assign(
-        "features_5_expand_bn/moving_variance",
-        sd["features.5.conv.0.1.running_var"],
+        "features_5_expand_bn/moving_variance", sd["features.5.conv.0.1.running_var"]
     )
     # features_5_depthwise: DepthwiseConv2D <- features.5.conv.1.0 (spec line 21)
     assign(
@@ -1707,12 +1387,10 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_5_depthwise_bn/gamma", sd["features.5.conv.1.1.weight"])
     assign("features_5_depthwise_bn/beta", sd["features.5.conv.1.1.bias"])
     assign(
-        "features_5_depthwise_bn/moving_mean",
-        sd["features.5.conv.1.1.running_mean"],
+        "features_5_depthwise_bn/moving_mean", sd["features.5.conv.1.1.running_mean"]
     )
     assign(
-        "features_5_depthwise_bn/moving_variance",
-        sd["features.5.conv.1.1.running_var"],
+        "features_5_depthwise_bn/moving_variance", sd["features.5.conv.1.1.running_var"]
     )
     # features_5_project: Conv2D <- features.5.conv.2 (spec line 24)
     assign(
@@ -1734,8 +1412,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_6_expand_bn/beta", sd["features.6.conv.0.1.bias"])
     assign("features_6_expand_bn/moving_mean", sd["features.6.conv.0.1.running_mean"])
     assign(
-        "features_6_expand_bn/moving_variance",
-        sd["features.6.conv.0.1.running_var"],
+        "features_6_expand_bn/moving_variance", sd["features.6.conv.0.1.running_var"]
     )
     # features_6_depthwise: DepthwiseConv2D <- features.6.conv.1.0 (spec line 21)
     assign(
@@ -1746,12 +1423,10 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_6_depthwise_bn/gamma", sd["features.6.conv.1.1.weight"])
     assign("features_6_depthwise_bn/beta", sd["features.6.conv.1.1.bias"])
     assign(
-        "features_6_depthwise_bn/moving_mean",
-        sd["features.6.conv.1.1.running_mean"],
+        "features_6_depthwise_bn/moving_mean", sd["features.6.conv.1.1.running_mean"]
     )
     assign(
-        "features_6_depthwise_bn/moving_variance",
-        sd["features.6.conv.1.1.running_var"],
+        "features_6_depthwise_bn/moving_variance", sd["features.6.conv.1.1.running_var"]
     )
     # features_6_project: Conv2D <- features.6.conv.2 (spec line 24)
     assign(
@@ -1773,8 +1448,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_7_expand_bn/beta", sd["features.7.conv.0.1.bias"])
     assign("features_7_expand_bn/moving_mean", sd["features.7.conv.0.1.running_mean"])
     assign(
-        "features_7_expand_bn/moving_variance",
-        sd["features.7.conv.0.1.running_var"],
+        "features_7_expand_bn/moving_variance", sd["features.7.conv.0.1.running_var"]
     )
     # features_7_depthwise: DepthwiseConv2D <- features.7.conv.1.0 (spec line 21)
     assign(
@@ -1785,12 +1459,10 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_7_depthwise_bn/gamma", sd["features.7.conv.1.1.weight"])
     assign("features_7_depthwise_bn/beta", sd["features.7.conv.1.1.bias"])
     assign(
-        "features_7_depthwise_bn/moving_mean",
-        sd["features.7.conv.1.1.running_mean"],
+        "features_7_depthwise_bn/moving_mean", sd["features.7.conv.1.1.running_mean"]
     )
     assign(
-        "features_7_depthwise_bn/moving_variance",
-        sd["features.7.conv.1.1.running_var"],
+        "features_7_depthwise_bn/moving_variance", sd["features.7.conv.1.1.running_var"]
     )
     # features_7_project: Conv2D <- features.7.conv.2 (spec line 24)
     assign(
@@ -1812,8 +1484,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_8_expand_bn/beta", sd["features.8.conv.0.1.bias"])
     assign("features_8_expand_bn/moving_mean", sd["features.8.conv.0.1.running_mean"])
     assign(
-        "features_8_expand_bn/moving_variance",
-        sd["features.8.conv.0.1.running_var"],
+        "features_8_expand_bn/moving_variance", sd["features.8.conv.0.1.running_var"]
     )
     # features_8_depthwise: DepthwiseConv2D <- features.8.conv.1.0 (spec line 21)
     assign(
@@ -1824,12 +1495,10 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_8_depthwise_bn/gamma", sd["features.8.conv.1.1.weight"])
     assign("features_8_depthwise_bn/beta", sd["features.8.conv.1.1.bias"])
     assign(
-        "features_8_depthwise_bn/moving_mean",
-        sd["features.8.conv.1.1.running_mean"],
+        "features_8_depthwise_bn/moving_mean", sd["features.8.conv.1.1.running_mean"]
     )
     assign(
-        "features_8_depthwise_bn/moving_variance",
-        sd["features.8.conv.1.1.running_var"],
+        "features_8_depthwise_bn/moving_variance", sd["features.8.conv.1.1.running_var"]
     )
     # features_8_project: Conv2D <- features.8.conv.2 (spec line 24)
     assign(
@@ -1851,8 +1520,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_9_expand_bn/beta", sd["features.9.conv.0.1.bias"])
     assign("features_9_expand_bn/moving_mean", sd["features.9.conv.0.1.running_mean"])
     assign(
-        "features_9_expand_bn/moving_variance",
-        sd["features.9.conv.0.1.running_var"],
+        "features_9_expand_bn/moving_variance", sd["features.9.conv.0.1.running_var"]
     )
     # features_9_depthwise: DepthwiseConv2D <- features.9.conv.1.0 (spec line 21)
     assign(
@@ -1863,12 +1531,10 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_9_depthwise_bn/gamma", sd["features.9.conv.1.1.weight"])
     assign("features_9_depthwise_bn/beta", sd["features.9.conv.1.1.bias"])
     assign(
-        "features_9_depthwise_bn/moving_mean",
-        sd["features.9.conv.1.1.running_mean"],
+        "features_9_depthwise_bn/moving_mean", sd["features.9.conv.1.1.running_mean"]
     )
     assign(
-        "features_9_depthwise_bn/moving_variance",
-        sd["features.9.conv.1.1.running_var"],
+        "features_9_depthwise_bn/moving_variance", sd["features.9.conv.1.1.running_var"]
     )
     # features_9_project: Conv2D <- features.9.conv.2 (spec line 24)
     assign(
@@ -1890,8 +1556,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_10_expand_bn/beta", sd["features.10.conv.0.1.bias"])
     assign("features_10_expand_bn/moving_mean", sd["features.10.conv.0.1.running_mean"])
     assign(
-        "features_10_expand_bn/moving_variance",
-        sd["features.10.conv.0.1.running_var"],
+        "features_10_expand_bn/moving_variance", sd["features.10.conv.0.1.running_var"]
     )
     # features_10_depthwise: DepthwiseConv2D <- features.10.conv.1.0 (spec line 21)
     assign(
@@ -1902,8 +1567,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_10_depthwise_bn/gamma", sd["features.10.conv.1.1.weight"])
     assign("features_10_depthwise_bn/beta", sd["features.10.conv.1.1.bias"])
     assign(
-        "features_10_depthwise_bn/moving_mean",
-        sd["features.10.conv.1.1.running_mean"],
+        "features_10_depthwise_bn/moving_mean", sd["features.10.conv.1.1.running_mean"]
     )
     assign(
         "features_10_depthwise_bn/moving_variance",
@@ -1919,8 +1583,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_10_project_bn/beta", sd["features.10.conv.3.bias"])
     assign("features_10_project_bn/moving_mean", sd["features.10.conv.3.running_mean"])
     assign(
-        "features_10_project_bn/moving_variance",
-        sd["features.10.conv.3.running_var"],
+        "features_10_project_bn/moving_variance", sd["features.10.conv.3.running_var"]
     )
     # features_11_expand: Conv2D <- features.11.conv.0.0 (spec line 16)
     assign(
@@ -1932,8 +1595,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_11_expand_bn/beta", sd["features.11.conv.0.1.bias"])
     assign("features_11_expand_bn/moving_mean", sd["features.11.conv.0.1.running_mean"])
     assign(
-        "features_11_expand_bn/moving_variance",
-        sd["features.11.conv.0.1.running_var"],
+        "features_11_expand_bn/moving_variance", sd["features.11.conv.0.1.running_var"]
     )
     # features_11_depthwise: DepthwiseConv2D <- features.11.conv.1.0 (spec line 21)
     assign(
@@ -1944,8 +1606,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_11_depthwise_bn/gamma", sd["features.11.conv.1.1.weight"])
     assign("features_11_depthwise_bn/beta", sd["features.11.conv.1.1.bias"])
     assign(
-        "features_11_depthwise_bn/moving_mean",
-        sd["features.11.conv.1.1.running_mean"],
+        "features_11_depthwise_bn/moving_mean", sd["features.11.conv.1.1.running_mean"]
     )
     assign(
         "features_11_depthwise_bn/moving_variance",
@@ -1961,8 +1622,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_11_project_bn/beta", sd["features.11.conv.3.bias"])
     assign("features_11_project_bn/moving_mean", sd["features.11.conv.3.running_mean"])
     assign(
-        "features_11_project_bn/moving_variance",
-        sd["features.11.conv.3.running_var"],
+        "features_11_project_bn/moving_variance", sd["features.11.conv.3.running_var"]
     )
     # features_12_expand: Conv2D <- features.12.conv.0.0 (spec line 16)
     assign(
@@ -1974,8 +1634,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_12_expand_bn/beta", sd["features.12.conv.0.1.bias"])
     assign("features_12_expand_bn/moving_mean", sd["features.12.conv.0.1.running_mean"])
     assign(
-        "features_12_expand_bn/moving_variance",
-        sd["features.12.conv.0.1.running_var"],
+        "features_12_expand_bn/moving_variance", sd["features.12.conv.0.1.running_var"]
     )
     # features_12_depthwise: DepthwiseConv2D <- features.12.conv.1.0 (spec line 21)
     assign(
@@ -1986,8 +1645,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_12_depthwise_bn/gamma", sd["features.12.conv.1.1.weight"])
     assign("features_12_depthwise_bn/beta", sd["features.12.conv.1.1.bias"])
     assign(
-        "features_12_depthwise_bn/moving_mean",
-        sd["features.12.conv.1.1.running_mean"],
+        "features_12_depthwise_bn/moving_mean", sd["features.12.conv.1.1.running_mean"]
     )
     assign(
         "features_12_depthwise_bn/moving_variance",
@@ -2003,8 +1661,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_12_project_bn/beta", sd["features.12.conv.3.bias"])
     assign("features_12_project_bn/moving_mean", sd["features.12.conv.3.running_mean"])
     assign(
-        "features_12_project_bn/moving_variance",
-        sd["features.12.conv.3.running_var"],
+        "features_12_project_bn/moving_variance", sd["features.12.conv.3.running_var"]
     )
     # features_13_expand: Conv2D <- features.13.conv.0.0 (spec line 16)
     assign(
@@ -2016,8 +1673,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_13_expand_bn/beta", sd["features.13.conv.0.1.bias"])
     assign("features_13_expand_bn/moving_mean", sd["features.13.conv.0.1.running_mean"])
     assign(
-        "features_13_expand_bn/moving_variance",
-        sd["features.13.conv.0.1.running_var"],
+        "features_13_expand_bn/moving_variance", sd["features.13.conv.0.1.running_var"]
     )
     # features_13_depthwise: DepthwiseConv2D <- features.13.conv.1.0 (spec line 21)
     assign(
@@ -2028,8 +1684,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_13_depthwise_bn/gamma", sd["features.13.conv.1.1.weight"])
     assign("features_13_depthwise_bn/beta", sd["features.13.conv.1.1.bias"])
     assign(
-        "features_13_depthwise_bn/moving_mean",
-        sd["features.13.conv.1.1.running_mean"],
+        "features_13_depthwise_bn/moving_mean", sd["features.13.conv.1.1.running_mean"]
     )
     assign(
         "features_13_depthwise_bn/moving_variance",
@@ -2045,8 +1700,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_13_project_bn/beta", sd["features.13.conv.3.bias"])
     assign("features_13_project_bn/moving_mean", sd["features.13.conv.3.running_mean"])
     assign(
-        "features_13_project_bn/moving_variance",
-        sd["features.13.conv.3.running_var"],
+        "features_13_project_bn/moving_variance", sd["features.13.conv.3.running_var"]
     )
     # features_14_expand: Conv2D <- features.14.conv.0.0 (spec line 16)
     assign(
@@ -2058,8 +1712,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_14_expand_bn/beta", sd["features.14.conv.0.1.bias"])
     assign("features_14_expand_bn/moving_mean", sd["features.14.conv.0.1.running_mean"])
     assign(
-        "features_14_expand_bn/moving_variance",
-        sd["features.14.conv.0.1.running_var"],
+        "features_14_expand_bn/moving_variance", sd["features.14.conv.0.1.running_var"]
     )
     # features_14_depthwise: DepthwiseConv2D <- features.14.conv.1.0 (spec line 21)
     assign(
@@ -2070,8 +1723,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_14_depthwise_bn/gamma", sd["features.14.conv.1.1.weight"])
     assign("features_14_depthwise_bn/beta", sd["features.14.conv.1.1.bias"])
     assign(
-        "features_14_depthwise_bn/moving_mean",
-        sd["features.14.conv.1.1.running_mean"],
+        "features_14_depthwise_bn/moving_mean", sd["features.14.conv.1.1.running_mean"]
     )
     assign(
         "features_14_depthwise_bn/moving_variance",
@@ -2087,8 +1739,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_14_project_bn/beta", sd["features.14.conv.3.bias"])
     assign("features_14_project_bn/moving_mean", sd["features.14.conv.3.running_mean"])
     assign(
-        "features_14_project_bn/moving_variance",
-        sd["features.14.conv.3.running_var"],
+        "features_14_project_bn/moving_variance", sd["features.14.conv.3.running_var"]
     )
     # features_15_expand: Conv2D <- features.15.conv.0.0 (spec line 16)
     assign(
@@ -2100,8 +1751,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_15_expand_bn/beta", sd["features.15.conv.0.1.bias"])
     assign("features_15_expand_bn/moving_mean", sd["features.15.conv.0.1.running_mean"])
     assign(
-        "features_15_expand_bn/moving_variance",
-        sd["features.15.conv.0.1.running_var"],
+        "features_15_expand_bn/moving_variance", sd["features.15.conv.0.1.running_var"]
     )
     # features_15_depthwise: DepthwiseConv2D <- features.15.conv.1.0 (spec line 21)
     assign(
@@ -2112,8 +1762,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_15_depthwise_bn/gamma", sd["features.15.conv.1.1.weight"])
     assign("features_15_depthwise_bn/beta", sd["features.15.conv.1.1.bias"])
     assign(
-        "features_15_depthwise_bn/moving_mean",
-        sd["features.15.conv.1.1.running_mean"],
+        "features_15_depthwise_bn/moving_mean", sd["features.15.conv.1.1.running_mean"]
     )
     assign(
         "features_15_depthwise_bn/moving_variance",
@@ -2129,8 +1778,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_15_project_bn/beta", sd["features.15.conv.3.bias"])
     assign("features_15_project_bn/moving_mean", sd["features.15.conv.3.running_mean"])
     assign(
-        "features_15_project_bn/moving_variance",
-        sd["features.15.conv.3.running_var"],
+        "features_15_project_bn/moving_variance", sd["features.15.conv.3.running_var"]
     )
     # features_16_expand: Conv2D <- features.16.conv.0.0 (spec line 16)
     assign(
@@ -2142,8 +1790,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_16_expand_bn/beta", sd["features.16.conv.0.1.bias"])
     assign("features_16_expand_bn/moving_mean", sd["features.16.conv.0.1.running_mean"])
     assign(
-        "features_16_expand_bn/moving_variance",
-        sd["features.16.conv.0.1.running_var"],
+        "features_16_expand_bn/moving_variance", sd["features.16.conv.0.1.running_var"]
     )
     # features_16_depthwise: DepthwiseConv2D <- features.16.conv.1.0 (spec line 21)
     assign(
@@ -2154,8 +1801,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_16_depthwise_bn/gamma", sd["features.16.conv.1.1.weight"])
     assign("features_16_depthwise_bn/beta", sd["features.16.conv.1.1.bias"])
     assign(
-        "features_16_depthwise_bn/moving_mean",
-        sd["features.16.conv.1.1.running_mean"],
+        "features_16_depthwise_bn/moving_mean", sd["features.16.conv.1.1.running_mean"]
     )
     assign(
         "features_16_depthwise_bn/moving_variance",
@@ -2171,8 +1817,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_16_project_bn/beta", sd["features.16.conv.3.bias"])
     assign("features_16_project_bn/moving_mean", sd["features.16.conv.3.running_mean"])
     assign(
-        "features_16_project_bn/moving_variance",
-        sd["features.16.conv.3.running_var"],
+        "features_16_project_bn/moving_variance", sd["features.16.conv.3.running_var"]
     )
     # features_17_expand: Conv2D <- features.17.conv.0.0 (spec line 16)
     assign(
@@ -2184,8 +1829,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_17_expand_bn/beta", sd["features.17.conv.0.1.bias"])
     assign("features_17_expand_bn/moving_mean", sd["features.17.conv.0.1.running_mean"])
     assign(
-        "features_17_expand_bn/moving_variance",
-        sd["features.17.conv.0.1.running_var"],
+        "features_17_expand_bn/moving_variance", sd["features.17.conv.0.1.running_var"]
     )
     # features_17_depthwise: DepthwiseConv2D <- features.17.conv.1.0 (spec line 21)
     assign(
@@ -2196,8 +1840,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_17_depthwise_bn/gamma", sd["features.17.conv.1.1.weight"])
     assign("features_17_depthwise_bn/beta", sd["features.17.conv.1.1.bias"])
     assign(
-        "features_17_depthwise_bn/moving_mean",
-        sd["features.17.conv.1.1.running_mean"],
+        "features_17_depthwise_bn/moving_mean", sd["features.17.conv.1.1.running_mean"]
     )
     assign(
         "features_17_depthwise_bn/moving_variance",
@@ -2213,8 +1856,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_17_project_bn/beta", sd["features.17.conv.3.bias"])
     assign("features_17_project_bn/moving_mean", sd["features.17.conv.3.running_mean"])
     assign(
-        "features_17_project_bn/moving_variance",
-        sd["features.17.conv.3.running_var"],
+        "features_17_project_bn/moving_variance", sd["features.17.conv.3.running_var"]
     )
     # conv18: Conv2D <- features.18.0 (spec line 47)
     assign("conv18/kernel", sd["features.18.0.weight"].transpose(2, 3, 1, 0))

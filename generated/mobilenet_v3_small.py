@@ -506,710 +506,461 @@ def build_model() -> keras.Model:
     image = keras.Input(shape=(224, 224, 3), dtype="float32", name="image")
     pad0 = keras.layers.ZeroPadding2D(padding=1, name="pad0")(image)
     stem = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="stem",
+        filters=16, kernel_size=3, strides=2, use_bias=False, name="stem"
     )(pad0)
     stem_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="stem_bn",
+        epsilon=0.001, momentum=0.99, name="stem_bn"
     )(stem)
     stem_act = keras.layers.Activation(activation="hard_silu", name="stem_act")(stem_bn)
     b1_pad = keras.layers.ZeroPadding2D(padding=1, name="b1_pad")(stem_act)
     b1_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="b1_depthwise",
+        kernel_size=3, strides=2, use_bias=False, name="b1_depthwise"
     )(b1_pad)
     b1_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="b1_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="b1_depthwise_bn"
     )(b1_depthwise)
     b1_depthwise_relu = keras.layers.ReLU(name="b1_depthwise_relu")(b1_depthwise_bn)
-    b1_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="b1_se_pool",
-    )(b1_depthwise_relu)
-    b1_se_fc1 = keras.layers.Conv2D(
-        filters=8,
-        kernel_size=1,
-        name="b1_se_fc1",
-    )(b1_se_pool)
+    b1_se_pool = keras.layers.GlobalAveragePooling2D(keepdims=True, name="b1_se_pool")(
+        b1_depthwise_relu
+    )
+    b1_se_fc1 = keras.layers.Conv2D(filters=8, kernel_size=1, name="b1_se_fc1")(
+        b1_se_pool
+    )
     b1_se_relu = keras.layers.ReLU(name="b1_se_relu")(b1_se_fc1)
-    b1_se_fc2 = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=1,
-        name="b1_se_fc2",
-    )(b1_se_relu)
+    b1_se_fc2 = keras.layers.Conv2D(filters=16, kernel_size=1, name="b1_se_fc2")(
+        b1_se_relu
+    )
     b1_se_hardsigmoid = keras.layers.Activation(
-        activation="hard_sigmoid",
-        name="b1_se_hardsigmoid",
+        activation="hard_sigmoid", name="b1_se_hardsigmoid"
     )(b1_se_fc2)
-    b1_se_scale = keras.layers.Multiply(
-        name="b1_se_scale",
-    )([b1_depthwise_relu, b1_se_hardsigmoid])
+    b1_se_scale = keras.layers.Multiply(name="b1_se_scale")(
+        [b1_depthwise_relu, b1_se_hardsigmoid]
+    )
     b1_project = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=1,
-        use_bias=False,
-        name="b1_project",
+        filters=16, kernel_size=1, use_bias=False, name="b1_project"
     )(b1_se_scale)
     b1_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="b1_project_bn",
+        epsilon=0.001, momentum=0.99, name="b1_project_bn"
     )(b1_project)
     b2_expand = keras.layers.Conv2D(
-        filters=72,
-        kernel_size=1,
-        use_bias=False,
-        name="b2_expand",
+        filters=72, kernel_size=1, use_bias=False, name="b2_expand"
     )(b1_project_bn)
     b2_expand_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="b2_expand_bn",
+        epsilon=0.001, momentum=0.99, name="b2_expand_bn"
     )(b2_expand)
     b2_expand_relu = keras.layers.ReLU(name="b2_expand_relu")(b2_expand_bn)
     b2_pad = keras.layers.ZeroPadding2D(padding=1, name="b2_pad")(b2_expand_relu)
     b2_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="b2_depthwise",
+        kernel_size=3, strides=2, use_bias=False, name="b2_depthwise"
     )(b2_pad)
     b2_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="b2_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="b2_depthwise_bn"
     )(b2_depthwise)
     b2_depthwise_relu = keras.layers.ReLU(name="b2_depthwise_relu")(b2_depthwise_bn)
     b2_project = keras.layers.Conv2D(
-        filters=24,
-        kernel_size=1,
-        use_bias=False,
-        name="b2_project",
+        filters=24, kernel_size=1, use_bias=False, name="b2_project"
     )(b2_depthwise_relu)
     b2_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="b2_project_bn",
+        epsilon=0.001, momentum=0.99, name="b2_project_bn"
     )(b2_project)
     b3_expand = keras.layers.Conv2D(
-        filters=88,
-        kernel_size=1,
-        use_bias=False,
-        name="b3_expand",
+        filters=88, kernel_size=1, use_bias=False, name="b3_expand"
     )(b2_project_bn)
     b3_expand_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="b3_expand_bn",
+        epsilon=0.001, momentum=0.99, name="b3_expand_bn"
     )(b3_expand)
     b3_expand_relu = keras.layers.ReLU(name="b3_expand_relu")(b3_expand_bn)
     b3_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=3,
-        padding="same",
-        use_bias=False,
-        name="b3_depthwise",
+        kernel_size=3, padding="same", use_bias=False, name="b3_depthwise"
     )(b3_expand_relu)
     b3_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="b3_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="b3_depthwise_bn"
     )(b3_depthwise)
     b3_depthwise_relu = keras.layers.ReLU(name="b3_depthwise_relu")(b3_depthwise_bn)
     b3_project = keras.layers.Conv2D(
-        filters=24,
-        kernel_size=1,
-        use_bias=False,
-        name="b3_project",
+        filters=24, kernel_size=1, use_bias=False, name="b3_project"
     )(b3_depthwise_relu)
     b3_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="b3_project_bn",
+        epsilon=0.001, momentum=0.99, name="b3_project_bn"
     )(b3_project)
     b3_add = keras.layers.Add(name="b3_add")([b3_project_bn, b2_project_bn])
     # features_4: bneck(hidden=96, filters=40, squeeze=24, stride=2, residual=False) <- features.4 (spec line 73)
     features_4_expand = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        use_bias=False,
-        name="features_4_expand",
+        filters=96, kernel_size=1, use_bias=False, name="features_4_expand"
     )(b3_add)
     features_4_expand_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_4_expand_bn",
+        epsilon=0.001, momentum=0.99, name="features_4_expand_bn"
     )(features_4_expand)
     features_4_expand_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_4_expand_act",
+        activation="hard_silu", name="features_4_expand_act"
     )(features_4_expand_bn)
-    features_4_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="features_4_pad",
-    )(features_4_expand_act)
+    features_4_pad = keras.layers.ZeroPadding2D(padding=2, name="features_4_pad")(
+        features_4_expand_act
+    )
     features_4_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=2,
-        use_bias=False,
-        name="features_4_depthwise",
+        kernel_size=5, strides=2, use_bias=False, name="features_4_depthwise"
     )(features_4_pad)
     features_4_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_4_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="features_4_depthwise_bn"
     )(features_4_depthwise)
     features_4_depthwise_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_4_depthwise_act",
+        activation="hard_silu", name="features_4_depthwise_act"
     )(features_4_depthwise_bn)
     features_4_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="features_4_se_pool",
+        keepdims=True, name="features_4_se_pool"
     )(features_4_depthwise_act)
     features_4_se_fc1 = keras.layers.Conv2D(
-        filters=24,
-        kernel_size=1,
-        name="features_4_se_fc1",
+        filters=24, kernel_size=1, name="features_4_se_fc1"
     )(features_4_se_pool)
     features_4_se_relu = keras.layers.ReLU(name="features_4_se_relu")(features_4_se_fc1)
     features_4_se_fc2 = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        name="features_4_se_fc2",
+        filters=96, kernel_size=1, name="features_4_se_fc2"
     )(features_4_se_relu)
     features_4_se_hardsigmoid = keras.layers.Activation(
-        activation="hard_sigmoid",
-        name="features_4_se_hardsigmoid",
+        activation="hard_sigmoid", name="features_4_se_hardsigmoid"
     )(features_4_se_fc2)
-    features_4_se_scale = keras.layers.Multiply(
-        name="features_4_se_scale",
-    )([features_4_depthwise_act, features_4_se_hardsigmoid])
+    features_4_se_scale = keras.layers.Multiply(name="features_4_se_scale")(
+        [features_4_depthwise_act, features_4_se_hardsigmoid]
+    )
     features_4_project = keras.layers.Conv2D(
-        filters=40,
-        kernel_size=1,
-        use_bias=False,
-        name="features_4_project",
+        filters=40, kernel_size=1, use_bias=False, name="features_4_project"
     )(features_4_se_scale)
     features_4_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_4_project_bn",
+        epsilon=0.001, momentum=0.99, name="features_4_project_bn"
     )(features_4_project)
     # features_5: bneck(hidden=240, filters=40, squeeze=64, stride=1, residual=True) <- features.5 (spec line 73)
     features_5_expand = keras.layers.Conv2D(
-        filters=240,
-        kernel_size=1,
-        use_bias=False,
-        name="features_5_expand",
+        filters=240, kernel_size=1, use_bias=False, name="features_5_expand"
     )(features_4_project_bn)
     features_5_expand_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_5_expand_bn",
+        epsilon=0.001, momentum=0.99, name="features_5_expand_bn"
     )(features_5_expand)
     features_5_expand_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_5_expand_act",
+        activation="hard_silu", name="features_5_expand_act"
     )(features_5_expand_bn)
-    features_5_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="features_5_pad",
-    )(features_5_expand_act)
+    features_5_pad = keras.layers.ZeroPadding2D(padding=2, name="features_5_pad")(
+        features_5_expand_act
+    )
     features_5_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="features_5_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="features_5_depthwise"
     )(features_5_pad)
     features_5_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_5_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="features_5_depthwise_bn"
     )(features_5_depthwise)
     features_5_depthwise_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_5_depthwise_act",
+        activation="hard_silu", name="features_5_depthwise_act"
     )(features_5_depthwise_bn)
     features_5_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="features_5_se_pool",
+        keepdims=True, name="features_5_se_pool"
     )(features_5_depthwise_act)
     features_5_se_fc1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        name="features_5_se_fc1",
+        filters=64, kernel_size=1, name="features_5_se_fc1"
     )(features_5_se_pool)
     features_5_se_relu = keras.layers.ReLU(name="features_5_se_relu")(features_5_se_fc1)
     features_5_se_fc2 = keras.layers.Conv2D(
-        filters=240,
-        kernel_size=1,
-        name="features_5_se_fc2",
+        filters=240, kernel_size=1, name="features_5_se_fc2"
     )(features_5_se_relu)
     features_5_se_hardsigmoid = keras.layers.Activation(
-        activation="hard_sigmoid",
-        name="features_5_se_hardsigmoid",
+        activation="hard_sigmoid", name="features_5_se_hardsigmoid"
     )(features_5_se_fc2)
-    features_5_se_scale = keras.layers.Multiply(
-        name="features_5_se_scale",
-    )([features_5_depthwise_act, features_5_se_hardsigmoid])
+    features_5_se_scale = keras.layers.Multiply(name="features_5_se_scale")(
+        [features_5_depthwise_act, features_5_se_hardsigmoid]
+    )
     features_5_project = keras.layers.Conv2D(
-        filters=40,
-        kernel_size=1,
-        use_bias=False,
-        name="features_5_project",
+        filters=40, kernel_size=1, use_bias=False, name="features_5_project"
     )(features_5_se_scale)
     features_5_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_5_project_bn",
+        epsilon=0.001, momentum=0.99, name="features_5_project_bn"
     )(features_5_project)
-    features_5_add = keras.layers.Add(
-        name="features_5_add",
-    )([features_5_project_bn, features_4_project_bn])
+    features_5_add = keras.layers.Add(name="features_5_add")(
+        [features_5_project_bn, features_4_project_bn]
+    )
     # features_6: bneck(hidden=240, filters=40, squeeze=64, stride=1, residual=True) <- features.6 (spec line 73)
     features_6_expand = keras.layers.Conv2D(
-        filters=240,
-        kernel_size=1,
-        use_bias=False,
-        name="features_6_expand",
+        filters=240, kernel_size=1, use_bias=False, name="features_6_expand"
     )(features_5_add)
     features_6_expand_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_6_expand_bn",
+        epsilon=0.001, momentum=0.99, name="features_6_expand_bn"
     )(features_6_expand)
     features_6_expand_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_6_expand_act",
+        activation="hard_silu", name="features_6_expand_act"
     )(features_6_expand_bn)
-    features_6_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="features_6_pad",
-    )(features_6_expand_act)
+    features_6_pad = keras.layers.ZeroPadding2D(padding=2, name="features_6_pad")(
+        features_6_expand_act
+    )
     features_6_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="features_6_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="features_6_depthwise"
     )(features_6_pad)
     features_6_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_6_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="features_6_depthwise_bn"
     )(features_6_depthwise)
     features_6_depthwise_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_6_depthwise_act",
+        activation="hard_silu", name="features_6_depthwise_act"
     )(features_6_depthwise_bn)
     features_6_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="features_6_se_pool",
+        keepdims=True, name="features_6_se_pool"
     )(features_6_depthwise_act)
     features_6_se_fc1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        name="features_6_se_fc1",
+        filters=64, kernel_size=1, name="features_6_se_fc1"
     )(features_6_se_pool)
     features_6_se_relu = keras.layers.ReLU(name="features_6_se_relu")(features_6_se_fc1)
     features_6_se_fc2 = keras.layers.Conv2D(
-        filters=240,
-        kernel_size=1,
-        name="features_6_se_fc2",
+        filters=240, kernel_size=1, name="features_6_se_fc2"
     )(features_6_se_relu)
     features_6_se_hardsigmoid = keras.layers.Activation(
-        activation="hard_sigmoid",
-        name="features_6_se_hardsigmoid",
+        activation="hard_sigmoid", name="features_6_se_hardsigmoid"
     )(features_6_se_fc2)
-    features_6_se_scale = keras.layers.Multiply(
-        name="features_6_se_scale",
-    )([features_6_depthwise_act, features_6_se_hardsigmoid])
+    features_6_se_scale = keras.layers.Multiply(name="features_6_se_scale")(
+        [features_6_depthwise_act, features_6_se_hardsigmoid]
+    )
     features_6_project = keras.layers.Conv2D(
-        filters=40,
-        kernel_size=1,
-        use_bias=False,
-        name="features_6_project",
+        filters=40, kernel_size=1, use_bias=False, name="features_6_project"
     )(features_6_se_scale)
     features_6_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_6_project_bn",
+        epsilon=0.001, momentum=0.99, name="features_6_project_bn"
     )(features_6_project)
-    features_6_add = keras.layers.Add(
-        name="features_6_add",
-    )([features_6_project_bn, features_5_add])
+    features_6_add = keras.layers.Add(name="features_6_add")(
+        [features_6_project_bn, features_5_add]
+    )
     # features_7: bneck(hidden=120, filters=48, squeeze=32, stride=1, residual=False) <- features.7 (spec line 74)
     features_7_expand = keras.layers.Conv2D(
-        filters=120,
-        kernel_size=1,
-        use_bias=False,
-        name="features_7_expand",
+        filters=120, kernel_size=1, use_bias=False, name="features_7_expand"
     )(features_6_add)
     features_7_expand_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_7_expand_bn",
+        epsilon=0.001, momentum=0.99, name="features_7_expand_bn"
     )(features_7_expand)
     features_7_expand_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_7_expand_act",
+        activation="hard_silu", name="features_7_expand_act"
     )(features_7_expand_bn)
-    features_7_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="features_7_pad",
-    )(features_7_expand_act)
+    features_7_pad = keras.layers.ZeroPadding2D(padding=2, name="features_7_pad")(
+        features_7_expand_act
+    )
     features_7_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="features_7_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="features_7_depthwise"
     )(features_7_pad)
     features_7_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_7_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="features_7_depthwise_bn"
     )(features_7_depthwise)
     features_7_depthwise_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_7_depthwise_act",
+        activation="hard_silu", name="features_7_depthwise_act"
     )(features_7_depthwise_bn)
     features_7_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="features_7_se_pool",
+        keepdims=True, name="features_7_se_pool"
     )(features_7_depthwise_act)
     features_7_se_fc1 = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=1,
-        name="features_7_se_fc1",
+        filters=32, kernel_size=1, name="features_7_se_fc1"
     )(features_7_se_pool)
     features_7_se_relu = keras.layers.ReLU(name="features_7_se_relu")(features_7_se_fc1)
     features_7_se_fc2 = keras.layers.Conv2D(
-        filters=120,
-        kernel_size=1,
-        name="features_7_se_fc2",
+        filters=120, kernel_size=1, name="features_7_se_fc2"
     )(features_7_se_relu)
     features_7_se_hardsigmoid = keras.layers.Activation(
-        activation="hard_sigmoid",
-        name="features_7_se_hardsigmoid",
+        activation="hard_sigmoid", name="features_7_se_hardsigmoid"
     )(features_7_se_fc2)
-    features_7_se_scale = keras.layers.Multiply(
-        name="features_7_se_scale",
-    )([features_7_depthwise_act, features_7_se_hardsigmoid])
+    features_7_se_scale = keras.layers.Multiply(name="features_7_se_scale")(
+        [features_7_depthwise_act, features_7_se_hardsigmoid]
+    )
     features_7_project = keras.layers.Conv2D(
-        filters=48,
-        kernel_size=1,
-        use_bias=False,
-        name="features_7_project",
+        filters=48, kernel_size=1, use_bias=False, name="features_7_project"
     )(features_7_se_scale)
     features_7_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_7_project_bn",
+        epsilon=0.001, momentum=0.99, name="features_7_project_bn"
     )(features_7_project)
     # features_8: bneck(hidden=144, filters=48, squeeze=40, stride=1, residual=True) <- features.8 (spec line 74)
     features_8_expand = keras.layers.Conv2D(
-        filters=144,
-        kernel_size=1,
-        use_bias=False,
-        name="features_8_expand",
+        filters=144, kernel_size=1, use_bias=False, name="features_8_expand"
     )(features_7_project_bn)
     features_8_expand_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_8_expand_bn",
+        epsilon=0.001, momentum=0.99, name="features_8_expand_bn"
     )(features_8_expand)
     features_8_expand_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_8_expand_act",
+        activation="hard_silu", name="features_8_expand_act"
     )(features_8_expand_bn)
-    features_8_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="features_8_pad",
-    )(features_8_expand_act)
+    features_8_pad = keras.layers.ZeroPadding2D(padding=2, name="features_8_pad")(
+        features_8_expand_act
+    )
     features_8_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="features_8_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="features_8_depthwise"
     )(features_8_pad)
     features_8_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_8_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="features_8_depthwise_bn"
     )(features_8_depthwise)
     features_8_depthwise_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_8_depthwise_act",
+        activation="hard_silu", name="features_8_depthwise_act"
     )(features_8_depthwise_bn)
     features_8_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="features_8_se_pool",
+        keepdims=True, name="features_8_se_pool"
     )(features_8_depthwise_act)
     features_8_se_fc1 = keras.layers.Conv2D(
-        filters=40,
-        kernel_size=1,
-        name="features_8_se_fc1",
+        filters=40, kernel_size=1, name="features_8_se_fc1"
     )(features_8_se_pool)
     features_8_se_relu = keras.layers.ReLU(name="features_8_se_relu")(features_8_se_fc1)
     features_8_se_fc2 = keras.layers.Conv2D(
-        filters=144,
-        kernel_size=1,
-        name="features_8_se_fc2",
+        filters=144, kernel_size=1, name="features_8_se_fc2"
     )(features_8_se_relu)
     features_8_se_hardsigmoid = keras.layers.Activation(
-        activation="hard_sigmoid",
-        name="features_8_se_hardsigmoid",
+        activation="hard_sigmoid", name="features_8_se_hardsigmoid"
     )(features_8_se_fc2)
-    features_8_se_scale = keras.layers.Multiply(
-        name="features_8_se_scale",
-    )([features_8_depthwise_act, features_8_se_hardsigmoid])
+    features_8_se_scale = keras.layers.Multiply(name="features_8_se_scale")(
+        [features_8_depthwise_act, features_8_se_hardsigmoid]
+    )
     features_8_project = keras.layers.Conv2D(
-        filters=48,
-        kernel_size=1,
-        use_bias=False,
-        name="features_8_project",
+        filters=48, kernel_size=1, use_bias=False, name="features_8_project"
     )(features_8_se_scale)
     features_8_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_8_project_bn",
+        epsilon=0.001, momentum=0.99, name="features_8_project_bn"
     )(features_8_project)
-    features_8_add = keras.layers.Add(
-        name="features_8_add",
-    )([features_8_project_bn, features_7_project_bn])
+    features_8_add = keras.layers.Add(name="features_8_add")(
+        [features_8_project_bn, features_7_project_bn]
+    )
     # features_9: bneck(hidden=288, filters=96, squeeze=72, stride=2, residual=False) <- features.9 (spec line 75)
     features_9_expand = keras.layers.Conv2D(
-        filters=288,
-        kernel_size=1,
-        use_bias=False,
-        name="features_9_expand",
+        filters=288, kernel_size=1, use_bias=False, name="features_9_expand"
     )(features_8_add)
     features_9_expand_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_9_expand_bn",
+        epsilon=0.001, momentum=0.99, name="features_9_expand_bn"
     )(features_9_expand)
     features_9_expand_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_9_expand_act",
+        activation="hard_silu", name="features_9_expand_act"
     )(features_9_expand_bn)
-    features_9_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="features_9_pad",
-    )(features_9_expand_act)
+    features_9_pad = keras.layers.ZeroPadding2D(padding=2, name="features_9_pad")(
+        features_9_expand_act
+    )
     features_9_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=2,
-        use_bias=False,
-        name="features_9_depthwise",
+        kernel_size=5, strides=2, use_bias=False, name="features_9_depthwise"
     )(features_9_pad)
     features_9_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_9_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="features_9_depthwise_bn"
     )(features_9_depthwise)
     features_9_depthwise_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_9_depthwise_act",
+        activation="hard_silu", name="features_9_depthwise_act"
     )(features_9_depthwise_bn)
     features_9_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="features_9_se_pool",
+        keepdims=True, name="features_9_se_pool"
     )(features_9_depthwise_act)
     features_9_se_fc1 = keras.layers.Conv2D(
-        filters=72,
-        kernel_size=1,
-        name="features_9_se_fc1",
+        filters=72, kernel_size=1, name="features_9_se_fc1"
     )(features_9_se_pool)
     features_9_se_relu = keras.layers.ReLU(name="features_9_se_relu")(features_9_se_fc1)
     features_9_se_fc2 = keras.layers.Conv2D(
-        filters=288,
-        kernel_size=1,
-        name="features_9_se_fc2",
+        filters=288, kernel_size=1, name="features_9_se_fc2"
     )(features_9_se_relu)
     features_9_se_hardsigmoid = keras.layers.Activation(
-        activation="hard_sigmoid",
-        name="features_9_se_hardsigmoid",
+        activation="hard_sigmoid", name="features_9_se_hardsigmoid"
     )(features_9_se_fc2)
-    features_9_se_scale = keras.layers.Multiply(
-        name="features_9_se_scale",
-    )([features_9_depthwise_act, features_9_se_hardsigmoid])
+    features_9_se_scale = keras.layers.Multiply(name="features_9_se_scale")(
+        [features_9_depthwise_act, features_9_se_hardsigmoid]
+    )
     features_9_project = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        use_bias=False,
-        name="features_9_project",
+        filters=96, kernel_size=1, use_bias=False, name="features_9_project"
     )(features_9_se_scale)
     features_9_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_9_project_bn",
+        epsilon=0.001, momentum=0.99, name="features_9_project_bn"
     )(features_9_project)
     # features_10: bneck(hidden=576, filters=96, squeeze=144, stride=1, residual=True) <- features.10 (spec line 75)
     features_10_expand = keras.layers.Conv2D(
-        filters=576,
-        kernel_size=1,
-        use_bias=False,
-        name="features_10_expand",
+        filters=576, kernel_size=1, use_bias=False, name="features_10_expand"
     )(features_9_project_bn)
     features_10_expand_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_10_expand_bn",
+        epsilon=0.001, momentum=0.99, name="features_10_expand_bn"
     )(features_10_expand)
     features_10_expand_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_10_expand_act",
+        activation="hard_silu", name="features_10_expand_act"
     )(features_10_expand_bn)
-    features_10_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="features_10_pad",
-    )(features_10_expand_act)
+    features_10_pad = keras.layers.ZeroPadding2D(padding=2, name="features_10_pad")(
+        features_10_expand_act
+    )
     features_10_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="features_10_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="features_10_depthwise"
     )(features_10_pad)
     features_10_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_10_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="features_10_depthwise_bn"
     )(features_10_depthwise)
     features_10_depthwise_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_10_depthwise_act",
+        activation="hard_silu", name="features_10_depthwise_act"
     )(features_10_depthwise_bn)
     features_10_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="features_10_se_pool",
+        keepdims=True, name="features_10_se_pool"
     )(features_10_depthwise_act)
     features_10_se_fc1 = keras.layers.Conv2D(
-        filters=144,
-        kernel_size=1,
-        name="features_10_se_fc1",
+        filters=144, kernel_size=1, name="features_10_se_fc1"
     )(features_10_se_pool)
-    features_10_se_relu = keras.layers.ReLU(
-        name="features_10_se_relu",
-    )(features_10_se_fc1)
+    features_10_se_relu = keras.layers.ReLU(name="features_10_se_relu")(
+        features_10_se_fc1
+    )
     features_10_se_fc2 = keras.layers.Conv2D(
-        filters=576,
-        kernel_size=1,
-        name="features_10_se_fc2",
+        filters=576, kernel_size=1, name="features_10_se_fc2"
     )(features_10_se_relu)
     features_10_se_hardsigmoid = keras.layers.Activation(
-        activation="hard_sigmoid",
-        name="features_10_se_hardsigmoid",
+        activation="hard_sigmoid", name="features_10_se_hardsigmoid"
     )(features_10_se_fc2)
-    features_10_se_scale = keras.layers.Multiply(
-        name="features_10_se_scale",
-    )([features_10_depthwise_act, features_10_se_hardsigmoid])
+    features_10_se_scale = keras.layers.Multiply(name="features_10_se_scale")(
+        [features_10_depthwise_act, features_10_se_hardsigmoid]
+    )
     features_10_project = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        use_bias=False,
-        name="features_10_project",
+        filters=96, kernel_size=1, use_bias=False, name="features_10_project"
     )(features_10_se_scale)
     features_10_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_10_project_bn",
+        epsilon=0.001, momentum=0.99, name="features_10_project_bn"
     )(features_10_project)
-    features_10_add = keras.layers.Add(
-        name="features_10_add",
-    )([features_10_project_bn, features_9_project_bn])
+    features_10_add = keras.layers.Add(name="features_10_add")(
+        [features_10_project_bn, features_9_project_bn]
+    )
     # features_11: bneck(hidden=576, filters=96, squeeze=144, stride=1, residual=True) <- features.11 (spec line 75)
     features_11_expand = keras.layers.Conv2D(
-        filters=576,
-        kernel_size=1,
-        use_bias=False,
-        name="features_11_expand",
+        filters=576, kernel_size=1, use_bias=False, name="features_11_expand"
     )(features_10_add)
     features_11_expand_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_11_expand_bn",
+        epsilon=0.001, momentum=0.99, name="features_11_expand_bn"
     )(features_11_expand)
     features_11_expand_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_11_expand_act",
+        activation="hard_silu", name="features_11_expand_act"
     )(features_11_expand_bn)
-    features_11_pad = keras.layers.ZeroPadding2D(
-        padding=2,
-        name="features_11_pad",
-    )(features_11_expand_act)
+    features_11_pad = keras.layers.ZeroPadding2D(padding=2, name="features_11_pad")(
+        features_11_expand_act
+    )
     features_11_depthwise = keras.layers.DepthwiseConv2D(
-        kernel_size=5,
-        strides=1,
-        use_bias=False,
-        name="features_11_depthwise",
+        kernel_size=5, strides=1, use_bias=False, name="features_11_depthwise"
     )(features_11_pad)
     features_11_depthwise_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_11_depthwise_bn",
+        epsilon=0.001, momentum=0.99, name="features_11_depthwise_bn"
     )(features_11_depthwise)
     features_11_depthwise_act = keras.layers.Activation(
-        activation="hard_silu",
-        name="features_11_depthwise_act",
+        activation="hard_silu", name="features_11_depthwise_act"
     )(features_11_depthwise_bn)
     features_11_se_pool = keras.layers.GlobalAveragePooling2D(
-        keepdims=True,
-        name="features_11_se_pool",
+        keepdims=True, name="features_11_se_pool"
     )(features_11_depthwise_act)
     features_11_se_fc1 = keras.layers.Conv2D(
-        filters=144,
-        kernel_size=1,
-        name="features_11_se_fc1",
+        filters=144, kernel_size=1, name="features_11_se_fc1"
     )(features_11_se_pool)
-    features_11_se_relu = keras.layers.ReLU(
-        name="features_11_se_relu",
-    )(features_11_se_fc1)
+    features_11_se_relu = keras.layers.ReLU(name="features_11_se_relu")(
+        features_11_se_fc1
+    )
     features_11_se_fc2 = keras.layers.Conv2D(
-        filters=576,
-        kernel_size=1,
-        name="features_11_se_fc2",
+        filters=576, kernel_size=1, name="features_11_se_fc2"
     )(features_11_se_relu)
     features_11_se_hardsigmoid = keras.layers.Activation(
-        activation="hard_sigmoid",
-        name="features_11_se_hardsigmoid",
+        activation="hard_sigmoid", name="features_11_se_hardsigmoid"
     )(features_11_se_fc2)
-    features_11_se_scale = keras.layers.Multiply(
-        name="features_11_se_scale",
-    )([features_11_depthwise_act, features_11_se_hardsigmoid])
+    features_11_se_scale = keras.layers.Multiply(name="features_11_se_scale")(
+        [features_11_depthwise_act, features_11_se_hardsigmoid]
+    )
     features_11_project = keras.layers.Conv2D(
-        filters=96,
-        kernel_size=1,
-        use_bias=False,
-        name="features_11_project",
+        filters=96, kernel_size=1, use_bias=False, name="features_11_project"
     )(features_11_se_scale)
     features_11_project_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="features_11_project_bn",
+        epsilon=0.001, momentum=0.99, name="features_11_project_bn"
     )(features_11_project)
-    features_11_add = keras.layers.Add(
-        name="features_11_add",
-    )([features_11_project_bn, features_10_add])
+    features_11_add = keras.layers.Add(name="features_11_add")(
+        [features_11_project_bn, features_10_add]
+    )
     # top level
-    head = keras.layers.Conv2D(
-        filters=576,
-        kernel_size=1,
-        use_bias=False,
-        name="head",
-    )(features_11_add)
+    head = keras.layers.Conv2D(filters=576, kernel_size=1, use_bias=False, name="head")(
+        features_11_add
+    )
     head_bn = keras.layers.BatchNormalization(
-        epsilon=0.001,
-        momentum=0.99,
-        name="head_bn",
+        epsilon=0.001, momentum=0.99, name="head_bn"
     )(head)
     head_act = keras.layers.Activation(activation="hard_silu", name="head_act")(head_bn)
     avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(head_act)
@@ -1252,14 +1003,12 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("b1_depthwise_bn/moving_variance", sd["features.1.block.0.1.running_var"])
     # b1_se_fc1: Conv2D <- features.1.block.1.fc1 (spec line 46)
     assign(
-        "b1_se_fc1/kernel",
-        sd["features.1.block.1.fc1.weight"].transpose(2, 3, 1, 0),
+        "b1_se_fc1/kernel", sd["features.1.block.1.fc1.weight"].transpose(2, 3, 1, 0)
     )
     assign("b1_se_fc1/bias", sd["features.1.block.1.fc1.bias"])
     # b1_se_fc2: Conv2D <- features.1.block.1.fc2 (spec line 48)
     assign(
-        "b1_se_fc2/kernel",
-        sd["features.1.block.1.fc2.weight"].transpose(2, 3, 1, 0),
+        "b1_se_fc2/kernel", sd["features.1.block.1.fc2.weight"].transpose(2, 3, 1, 0)
     )
     assign("b1_se_fc2/bias", sd["features.1.block.1.fc2.bias"])
     # b1_project: Conv2D <- features.1.block.2.0 (spec line 51)
@@ -1327,8 +1076,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_4_expand_bn/beta", sd["features.4.block.0.1.bias"])
     assign("features_4_expand_bn/moving_mean", sd["features.4.block.0.1.running_mean"])
     assign(
-        "features_4_expand_bn/moving_variance",
-        sd["features.4.block.0.1.running_var"],
+        "features_4_expand_bn/moving_variance", sd["features.4.block.0.1.running_var"]
     )
     # features_4_depthwise: DepthwiseConv2D <- features.4.block.1.0 (spec line 22)
     assign(
@@ -1339,8 +1087,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_4_depthwise_bn/gamma", sd["features.4.block.1.1.weight"])
     assign("features_4_depthwise_bn/beta", sd["features.4.block.1.1.bias"])
     assign(
-        "features_4_depthwise_bn/moving_mean",
-        sd["features.4.block.1.1.running_mean"],
+        "features_4_depthwise_bn/moving_mean", sd["features.4.block.1.1.running_mean"]
     )
     assign(
         "features_4_depthwise_bn/moving_variance",
@@ -1368,8 +1115,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_4_project_bn/beta", sd["features.4.block.3.1.bias"])
     assign("features_4_project_bn/moving_mean", sd["features.4.block.3.1.running_mean"])
     assign(
-        "features_4_project_bn/moving_variance",
-        sd["features.4.block.3.1.running_var"],
+        "features_4_project_bn/moving_variance", sd["features.4.block.3.1.running_var"]
     )
     # features_5_expand: Conv2D <- features.5.block.0.0 (spec line 17)
     assign(
@@ -1381,8 +1127,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_5_expand_bn/beta", sd["features.5.block.0.1.bias"])
     assign("features_5_expand_bn/moving_mean", sd["features.5.block.0.1.running_mean"])
     assign(
-        "features_5_expand_bn/moving_variance",
-        sd["features.5.block.0.1.running_var"],
+        "features_5_expand_bn/moving_variance", sd["features.5.block.0.1.running_var"]
     )
     # features_5_depthwise: DepthwiseConv2D <- features.5.block.1.0 (spec line 22)
     assign(
@@ -1393,8 +1138,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_5_depthwise_bn/gamma", sd["features.5.block.1.1.weight"])
     assign("features_5_depthwise_bn/beta", sd["features.5.block.1.1.bias"])
     assign(
-        "features_5_depthwise_bn/moving_mean",
-        sd["features.5.block.1.1.running_mean"],
+        "features_5_depthwise_bn/moving_mean", sd["features.5.block.1.1.running_mean"]
     )
     assign(
         "features_5_depthwise_bn/moving_variance",
@@ -1422,8 +1166,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_5_project_bn/beta", sd["features.5.block.3.1.bias"])
     assign("features_5_project_bn/moving_mean", sd["features.5.block.3.1.running_mean"])
     assign(
-        "features_5_project_bn/moving_variance",
-        sd["features.5.block.3.1.running_var"],
+        "features_5_project_bn/moving_variance", sd["features.5.block.3.1.running_var"]
     )
     # features_6_expand: Conv2D <- features.6.block.0.0 (spec line 17)
     assign(
@@ -1435,8 +1178,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_6_expand_bn/beta", sd["features.6.block.0.1.bias"])
     assign("features_6_expand_bn/moving_mean", sd["features.6.block.0.1.running_mean"])
     assign(
-        "features_6_expand_bn/moving_variance",
-        sd["features.6.block.0.1.running_var"],
+        "features_6_expand_bn/moving_variance", sd["features.6.block.0.1.running_var"]
     )
     # features_6_depthwise: DepthwiseConv2D <- features.6.block.1.0 (spec line 22)
     assign(
@@ -1447,8 +1189,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_6_depthwise_bn/gamma", sd["features.6.block.1.1.weight"])
     assign("features_6_depthwise_bn/beta", sd["features.6.block.1.1.bias"])
     assign(
-        "features_6_depthwise_bn/moving_mean",
-        sd["features.6.block.1.1.running_mean"],
+        "features_6_depthwise_bn/moving_mean", sd["features.6.block.1.1.running_mean"]
     )
     assign(
         "features_6_depthwise_bn/moving_variance",
@@ -1476,8 +1217,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_6_project_bn/beta", sd["features.6.block.3.1.bias"])
     assign("features_6_project_bn/moving_mean", sd["features.6.block.3.1.running_mean"])
     assign(
-        "features_6_project_bn/moving_variance",
-        sd["features.6.block.3.1.running_var"],
+        "features_6_project_bn/moving_variance", sd["features.6.block.3.1.running_var"]
     )
     # features_7_expand: Conv2D <- features.7.block.0.0 (spec line 17)
     assign(
@@ -1489,8 +1229,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_7_expand_bn/beta", sd["features.7.block.0.1.bias"])
     assign("features_7_expand_bn/moving_mean", sd["features.7.block.0.1.running_mean"])
     assign(
-        "features_7_expand_bn/moving_variance",
-        sd["features.7.block.0.1.running_var"],
+        "features_7_expand_bn/moving_variance", sd["features.7.block.0.1.running_var"]
     )
     # features_7_depthwise: DepthwiseConv2D <- features.7.block.1.0 (spec line 22)
     assign(
@@ -1501,8 +1240,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_7_depthwise_bn/gamma", sd["features.7.block.1.1.weight"])
     assign("features_7_depthwise_bn/beta", sd["features.7.block.1.1.bias"])
     assign(
-        "features_7_depthwise_bn/moving_mean",
-        sd["features.7.block.1.1.running_mean"],
+        "features_7_depthwise_bn/moving_mean", sd["features.7.block.1.1.running_mean"]
     )
     assign(
         "features_7_depthwise_bn/moving_variance",
@@ -1530,8 +1268,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_7_project_bn/beta", sd["features.7.block.3.1.bias"])
     assign("features_7_project_bn/moving_mean", sd["features.7.block.3.1.running_mean"])
     assign(
-        "features_7_project_bn/moving_variance",
-        sd["features.7.block.3.1.running_var"],
+        "features_7_project_bn/moving_variance", sd["features.7.block.3.1.running_var"]
     )
     # features_8_expand: Conv2D <- features.8.block.0.0 (spec line 17)
     assign(
@@ -1543,8 +1280,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_8_expand_bn/beta", sd["features.8.block.0.1.bias"])
     assign("features_8_expand_bn/moving_mean", sd["features.8.block.0.1.running_mean"])
     assign(
-        "features_8_expand_bn/moving_variance",
-        sd["features.8.block.0.1.running_var"],
+        "features_8_expand_bn/moving_variance", sd["features.8.block.0.1.running_var"]
     )
     # features_8_depthwise: DepthwiseConv2D <- features.8.block.1.0 (spec line 22)
     assign(
@@ -1555,8 +1291,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_8_depthwise_bn/gamma", sd["features.8.block.1.1.weight"])
     assign("features_8_depthwise_bn/beta", sd["features.8.block.1.1.bias"])
     assign(
-        "features_8_depthwise_bn/moving_mean",
-        sd["features.8.block.1.1.running_mean"],
+        "features_8_depthwise_bn/moving_mean", sd["features.8.block.1.1.running_mean"]
     )
     assign(
         "features_8_depthwise_bn/moving_variance",
@@ -1584,8 +1319,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_8_project_bn/beta", sd["features.8.block.3.1.bias"])
     assign("features_8_project_bn/moving_mean", sd["features.8.block.3.1.running_mean"])
     assign(
-        "features_8_project_bn/moving_variance",
-        sd["features.8.block.3.1.running_var"],
+        "features_8_project_bn/moving_variance", sd["features.8.block.3.1.running_var"]
     )
     # features_9_expand: Conv2D <- features.9.block.0.0 (spec line 17)
     assign(
@@ -1597,8 +1331,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_9_expand_bn/beta", sd["features.9.block.0.1.bias"])
     assign("features_9_expand_bn/moving_mean", sd["features.9.block.0.1.running_mean"])
     assign(
-        "features_9_expand_bn/moving_variance",
-        sd["features.9.block.0.1.running_var"],
+        "features_9_expand_bn/moving_variance", sd["features.9.block.0.1.running_var"]
     )
     # features_9_depthwise: DepthwiseConv2D <- features.9.block.1.0 (spec line 22)
     assign(
@@ -1609,8 +1342,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_9_depthwise_bn/gamma", sd["features.9.block.1.1.weight"])
     assign("features_9_depthwise_bn/beta", sd["features.9.block.1.1.bias"])
     assign(
-        "features_9_depthwise_bn/moving_mean",
-        sd["features.9.block.1.1.running_mean"],
+        "features_9_depthwise_bn/moving_mean", sd["features.9.block.1.1.running_mean"]
     )
     assign(
         "features_9_depthwise_bn/moving_variance",
@@ -1638,8 +1370,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_9_project_bn/beta", sd["features.9.block.3.1.bias"])
     assign("features_9_project_bn/moving_mean", sd["features.9.block.3.1.running_mean"])
     assign(
-        "features_9_project_bn/moving_variance",
-        sd["features.9.block.3.1.running_var"],
+        "features_9_project_bn/moving_variance", sd["features.9.block.3.1.running_var"]
     )
     # features_10_expand: Conv2D <- features.10.block.0.0 (spec line 17)
     assign(
@@ -1650,12 +1381,10 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_10_expand_bn/gamma", sd["features.10.block.0.1.weight"])
     assign("features_10_expand_bn/beta", sd["features.10.block.0.1.bias"])
     assign(
-        "features_10_expand_bn/moving_mean",
-        sd["features.10.block.0.1.running_mean"],
+        "features_10_expand_bn/moving_mean", sd["features.10.block.0.1.running_mean"]
     )
     assign(
-        "features_10_expand_bn/moving_variance",
-        sd["features.10.block.0.1.running_var"],
+        "features_10_expand_bn/moving_variance", sd["features.10.block.0.1.running_var"]
     )
     # features_10_depthwise: DepthwiseConv2D <- features.10.block.1.0 (spec line 22)
     assign(
@@ -1666,8 +1395,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_10_depthwise_bn/gamma", sd["features.10.block.1.1.weight"])
     assign("features_10_depthwise_bn/beta", sd["features.10.block.1.1.bias"])
     assign(
-        "features_10_depthwise_bn/moving_mean",
-        sd["features.10.block.1.1.running_mean"],
+        "features_10_depthwise_bn/moving_mean", sd["features.10.block.1.1.running_mean"]
     )
     assign(
         "features_10_depthwise_bn/moving_variance",
@@ -1694,8 +1422,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_10_project_bn/gamma", sd["features.10.block.3.1.weight"])
     assign("features_10_project_bn/beta", sd["features.10.block.3.1.bias"])
     assign(
-        "features_10_project_bn/moving_mean",
-        sd["features.10.block.3.1.running_mean"],
+        "features_10_project_bn/moving_mean", sd["features.10.block.3.1.running_mean"]
     )
     assign(
         "features_10_project_bn/moving_variance",
@@ -1710,12 +1437,10 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_11_expand_bn/gamma", sd["features.11.block.0.1.weight"])
     assign("features_11_expand_bn/beta", sd["features.11.block.0.1.bias"])
     assign(
-        "features_11_expand_bn/moving_mean",
-        sd["features.11.block.0.1.running_mean"],
+        "features_11_expand_bn/moving_mean", sd["features.11.block.0.1.running_mean"]
     )
     assign(
-        "features_11_expand_bn/moving_variance",
-        sd["features.11.block.0.1.running_var"],
+        "features_11_expand_bn/moving_variance", sd["features.11.block.0.1.running_var"]
     )
     # features_11_depthwise: DepthwiseConv2D <- features.11.block.1.0 (spec line 22)
     assign(
@@ -1726,8 +1451,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_11_depthwise_bn/gamma", sd["features.11.block.1.1.weight"])
     assign("features_11_depthwise_bn/beta", sd["features.11.block.1.1.bias"])
     assign(
-        "features_11_depthwise_bn/moving_mean",
-        sd["features.11.block.1.1.running_mean"],
+        "features_11_depthwise_bn/moving_mean", sd["features.11.block.1.1.running_mean"]
     )
     assign(
         "features_11_depthwise_bn/moving_variance",
@@ -1754,8 +1478,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("features_11_project_bn/gamma", sd["features.11.block.3.1.weight"])
     assign("features_11_project_bn/beta", sd["features.11.block.3.1.bias"])
     assign(
-        "features_11_project_bn/moving_mean",
-        sd["features.11.block.3.1.running_mean"],
+        "features_11_project_bn/moving_mean", sd["features.11.block.3.1.running_mean"]
     )
     assign(
         "features_11_project_bn/moving_variance",

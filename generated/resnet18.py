@@ -234,96 +234,58 @@ def build_model() -> keras.Model:
     image = keras.Input(shape=(224, 224, 3), dtype="float32", name="image")
     pad = keras.layers.ZeroPadding2D(padding=3, name="pad")(image)
     conv1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=7,
-        strides=2,
-        use_bias=False,
-        name="conv1",
+        filters=64, kernel_size=7, strides=2, use_bias=False, name="conv1"
     )(pad)
-    bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="bn1",
-    )(conv1)
+    bn1 = keras.layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn1")(
+        conv1
+    )
     relu = keras.layers.ReLU(name="relu")(bn1)
     maxpool = TorchMaxPooling2D(pool_size=3, strides=2, padding=1, name="maxpool")(relu)
     # layer1_0: basic(filters=64, stride=1, downsample=False) <- layer1.0 (spec line 36)
     layer1_0_pad1 = keras.layers.ZeroPadding2D(padding=1, name="layer1_0_pad1")(maxpool)
     layer1_0_conv1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer1_0_conv1",
+        filters=64, kernel_size=3, strides=1, use_bias=False, name="layer1_0_conv1"
     )(layer1_0_pad1)
     layer1_0_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_0_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer1_0_bn1"
     )(layer1_0_conv1)
     layer1_0_relu1 = keras.layers.ReLU(name="layer1_0_relu1")(layer1_0_bn1)
     layer1_0_conv2 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        padding="same",
-        use_bias=False,
-        name="layer1_0_conv2",
+        filters=64, kernel_size=3, padding="same", use_bias=False, name="layer1_0_conv2"
     )(layer1_0_relu1)
     layer1_0_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_0_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer1_0_bn2"
     )(layer1_0_conv2)
     layer1_0_add = keras.layers.Add(name="layer1_0_add")([layer1_0_bn2, maxpool])
     layer1_0_relu2 = keras.layers.ReLU(name="layer1_0_relu2")(layer1_0_add)
     # layer1_1: basic(filters=64, stride=1, downsample=False) <- layer1.1 (spec line 36)
-    layer1_1_pad1 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer1_1_pad1",
-    )(layer1_0_relu2)
+    layer1_1_pad1 = keras.layers.ZeroPadding2D(padding=1, name="layer1_1_pad1")(
+        layer1_0_relu2
+    )
     layer1_1_conv1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer1_1_conv1",
+        filters=64, kernel_size=3, strides=1, use_bias=False, name="layer1_1_conv1"
     )(layer1_1_pad1)
     layer1_1_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_1_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer1_1_bn1"
     )(layer1_1_conv1)
     layer1_1_relu1 = keras.layers.ReLU(name="layer1_1_relu1")(layer1_1_bn1)
     layer1_1_conv2 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        padding="same",
-        use_bias=False,
-        name="layer1_1_conv2",
+        filters=64, kernel_size=3, padding="same", use_bias=False, name="layer1_1_conv2"
     )(layer1_1_relu1)
     layer1_1_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_1_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer1_1_bn2"
     )(layer1_1_conv2)
     layer1_1_add = keras.layers.Add(name="layer1_1_add")([layer1_1_bn2, layer1_0_relu2])
     layer1_1_relu2 = keras.layers.ReLU(name="layer1_1_relu2")(layer1_1_add)
     # layer2_0: basic(filters=128, stride=2, downsample=True) <- layer2.0 (spec line 37)
-    layer2_0_pad1 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer2_0_pad1",
-    )(layer1_1_relu2)
+    layer2_0_pad1 = keras.layers.ZeroPadding2D(padding=1, name="layer2_0_pad1")(
+        layer1_1_relu2
+    )
     layer2_0_conv1 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="layer2_0_conv1",
+        filters=128, kernel_size=3, strides=2, use_bias=False, name="layer2_0_conv1"
     )(layer2_0_pad1)
     layer2_0_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_0_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer2_0_bn1"
     )(layer2_0_conv1)
     layer2_0_relu1 = keras.layers.ReLU(name="layer2_0_relu1")(layer2_0_bn1)
     layer2_0_conv2 = keras.layers.Conv2D(
@@ -334,42 +296,27 @@ def build_model() -> keras.Model:
         name="layer2_0_conv2",
     )(layer2_0_relu1)
     layer2_0_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_0_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer2_0_bn2"
     )(layer2_0_conv2)
     layer2_0_down_conv = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=1,
-        strides=2,
-        use_bias=False,
-        name="layer2_0_down_conv",
+        filters=128, kernel_size=1, strides=2, use_bias=False, name="layer2_0_down_conv"
     )(layer1_1_relu2)
     layer2_0_down_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_0_down_bn",
+        epsilon=1e-05, momentum=0.9, name="layer2_0_down_bn"
     )(layer2_0_down_conv)
-    layer2_0_add = keras.layers.Add(
-        name="layer2_0_add",
-    )([layer2_0_bn2, layer2_0_down_bn])
+    layer2_0_add = keras.layers.Add(name="layer2_0_add")(
+        [layer2_0_bn2, layer2_0_down_bn]
+    )
     layer2_0_relu2 = keras.layers.ReLU(name="layer2_0_relu2")(layer2_0_add)
     # layer2_1: basic(filters=128, stride=1, downsample=False) <- layer2.1 (spec line 37)
-    layer2_1_pad1 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer2_1_pad1",
-    )(layer2_0_relu2)
+    layer2_1_pad1 = keras.layers.ZeroPadding2D(padding=1, name="layer2_1_pad1")(
+        layer2_0_relu2
+    )
     layer2_1_conv1 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer2_1_conv1",
+        filters=128, kernel_size=3, strides=1, use_bias=False, name="layer2_1_conv1"
     )(layer2_1_pad1)
     layer2_1_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_1_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer2_1_bn1"
     )(layer2_1_conv1)
     layer2_1_relu1 = keras.layers.ReLU(name="layer2_1_relu1")(layer2_1_bn1)
     layer2_1_conv2 = keras.layers.Conv2D(
@@ -380,28 +327,19 @@ def build_model() -> keras.Model:
         name="layer2_1_conv2",
     )(layer2_1_relu1)
     layer2_1_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_1_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer2_1_bn2"
     )(layer2_1_conv2)
     layer2_1_add = keras.layers.Add(name="layer2_1_add")([layer2_1_bn2, layer2_0_relu2])
     layer2_1_relu2 = keras.layers.ReLU(name="layer2_1_relu2")(layer2_1_add)
     # layer3_0: basic(filters=256, stride=2, downsample=True) <- layer3.0 (spec line 38)
-    layer3_0_pad1 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer3_0_pad1",
-    )(layer2_1_relu2)
+    layer3_0_pad1 = keras.layers.ZeroPadding2D(padding=1, name="layer3_0_pad1")(
+        layer2_1_relu2
+    )
     layer3_0_conv1 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="layer3_0_conv1",
+        filters=256, kernel_size=3, strides=2, use_bias=False, name="layer3_0_conv1"
     )(layer3_0_pad1)
     layer3_0_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_0_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer3_0_bn1"
     )(layer3_0_conv1)
     layer3_0_relu1 = keras.layers.ReLU(name="layer3_0_relu1")(layer3_0_bn1)
     layer3_0_conv2 = keras.layers.Conv2D(
@@ -412,42 +350,27 @@ def build_model() -> keras.Model:
         name="layer3_0_conv2",
     )(layer3_0_relu1)
     layer3_0_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_0_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer3_0_bn2"
     )(layer3_0_conv2)
     layer3_0_down_conv = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        strides=2,
-        use_bias=False,
-        name="layer3_0_down_conv",
+        filters=256, kernel_size=1, strides=2, use_bias=False, name="layer3_0_down_conv"
     )(layer2_1_relu2)
     layer3_0_down_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_0_down_bn",
+        epsilon=1e-05, momentum=0.9, name="layer3_0_down_bn"
     )(layer3_0_down_conv)
-    layer3_0_add = keras.layers.Add(
-        name="layer3_0_add",
-    )([layer3_0_bn2, layer3_0_down_bn])
+    layer3_0_add = keras.layers.Add(name="layer3_0_add")(
+        [layer3_0_bn2, layer3_0_down_bn]
+    )
     layer3_0_relu2 = keras.layers.ReLU(name="layer3_0_relu2")(layer3_0_add)
     # layer3_1: basic(filters=256, stride=1, downsample=False) <- layer3.1 (spec line 38)
-    layer3_1_pad1 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer3_1_pad1",
-    )(layer3_0_relu2)
+    layer3_1_pad1 = keras.layers.ZeroPadding2D(padding=1, name="layer3_1_pad1")(
+        layer3_0_relu2
+    )
     layer3_1_conv1 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer3_1_conv1",
+        filters=256, kernel_size=3, strides=1, use_bias=False, name="layer3_1_conv1"
     )(layer3_1_pad1)
     layer3_1_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_1_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer3_1_bn1"
     )(layer3_1_conv1)
     layer3_1_relu1 = keras.layers.ReLU(name="layer3_1_relu1")(layer3_1_bn1)
     layer3_1_conv2 = keras.layers.Conv2D(
@@ -458,28 +381,19 @@ def build_model() -> keras.Model:
         name="layer3_1_conv2",
     )(layer3_1_relu1)
     layer3_1_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_1_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer3_1_bn2"
     )(layer3_1_conv2)
     layer3_1_add = keras.layers.Add(name="layer3_1_add")([layer3_1_bn2, layer3_0_relu2])
     layer3_1_relu2 = keras.layers.ReLU(name="layer3_1_relu2")(layer3_1_add)
     # layer4_0: basic(filters=512, stride=2, downsample=True) <- layer4.0 (spec line 39)
-    layer4_0_pad1 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer4_0_pad1",
-    )(layer3_1_relu2)
+    layer4_0_pad1 = keras.layers.ZeroPadding2D(padding=1, name="layer4_0_pad1")(
+        layer3_1_relu2
+    )
     layer4_0_conv1 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="layer4_0_conv1",
+        filters=512, kernel_size=3, strides=2, use_bias=False, name="layer4_0_conv1"
     )(layer4_0_pad1)
     layer4_0_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_0_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer4_0_bn1"
     )(layer4_0_conv1)
     layer4_0_relu1 = keras.layers.ReLU(name="layer4_0_relu1")(layer4_0_bn1)
     layer4_0_conv2 = keras.layers.Conv2D(
@@ -490,42 +404,27 @@ def build_model() -> keras.Model:
         name="layer4_0_conv2",
     )(layer4_0_relu1)
     layer4_0_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_0_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer4_0_bn2"
     )(layer4_0_conv2)
     layer4_0_down_conv = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=1,
-        strides=2,
-        use_bias=False,
-        name="layer4_0_down_conv",
+        filters=512, kernel_size=1, strides=2, use_bias=False, name="layer4_0_down_conv"
     )(layer3_1_relu2)
     layer4_0_down_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_0_down_bn",
+        epsilon=1e-05, momentum=0.9, name="layer4_0_down_bn"
     )(layer4_0_down_conv)
-    layer4_0_add = keras.layers.Add(
-        name="layer4_0_add",
-    )([layer4_0_bn2, layer4_0_down_bn])
+    layer4_0_add = keras.layers.Add(name="layer4_0_add")(
+        [layer4_0_bn2, layer4_0_down_bn]
+    )
     layer4_0_relu2 = keras.layers.ReLU(name="layer4_0_relu2")(layer4_0_add)
     # layer4_1: basic(filters=512, stride=1, downsample=False) <- layer4.1 (spec line 39)
-    layer4_1_pad1 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer4_1_pad1",
-    )(layer4_0_relu2)
+    layer4_1_pad1 = keras.layers.ZeroPadding2D(padding=1, name="layer4_1_pad1")(
+        layer4_0_relu2
+    )
     layer4_1_conv1 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer4_1_conv1",
+        filters=512, kernel_size=3, strides=1, use_bias=False, name="layer4_1_conv1"
     )(layer4_1_pad1)
     layer4_1_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_1_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer4_1_bn1"
     )(layer4_1_conv1)
     layer4_1_relu1 = keras.layers.ReLU(name="layer4_1_relu1")(layer4_1_bn1)
     layer4_1_conv2 = keras.layers.Conv2D(
@@ -536,9 +435,7 @@ def build_model() -> keras.Model:
         name="layer4_1_conv2",
     )(layer4_1_relu1)
     layer4_1_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_1_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer4_1_bn2"
     )(layer4_1_conv2)
     layer4_1_add = keras.layers.Add(name="layer4_1_add")([layer4_1_bn2, layer4_0_relu2])
     layer4_1_relu2 = keras.layers.ReLU(name="layer4_1_relu2")(layer4_1_add)

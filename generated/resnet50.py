@@ -444,388 +444,234 @@ def build_model() -> keras.Model:
     image = keras.Input(shape=(224, 224, 3), dtype="float32", name="image")
     pad = keras.layers.ZeroPadding2D(padding=3, name="pad")(image)
     conv1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=7,
-        strides=2,
-        use_bias=False,
-        name="conv1",
+        filters=64, kernel_size=7, strides=2, use_bias=False, name="conv1"
     )(pad)
-    bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="bn1",
-    )(conv1)
+    bn1 = keras.layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="bn1")(
+        conv1
+    )
     relu = keras.layers.ReLU(name="relu")(bn1)
     maxpool = TorchMaxPooling2D(pool_size=3, strides=2, padding=1, name="maxpool")(relu)
     # layer1_0: bottleneck(width=64, expanded=256, stride=1, downsample=True) <- layer1.0 (spec line 39)
     layer1_0_conv1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        use_bias=False,
-        name="layer1_0_conv1",
+        filters=64, kernel_size=1, use_bias=False, name="layer1_0_conv1"
     )(maxpool)
     layer1_0_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_0_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer1_0_bn1"
     )(layer1_0_conv1)
     layer1_0_relu1 = keras.layers.ReLU(name="layer1_0_relu1")(layer1_0_bn1)
-    layer1_0_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer1_0_pad2",
-    )(layer1_0_relu1)
+    layer1_0_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer1_0_pad2")(
+        layer1_0_relu1
+    )
     layer1_0_conv2 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer1_0_conv2",
+        filters=64, kernel_size=3, strides=1, use_bias=False, name="layer1_0_conv2"
     )(layer1_0_pad2)
     layer1_0_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_0_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer1_0_bn2"
     )(layer1_0_conv2)
     layer1_0_relu2 = keras.layers.ReLU(name="layer1_0_relu2")(layer1_0_bn2)
     layer1_0_conv3 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        use_bias=False,
-        name="layer1_0_conv3",
+        filters=256, kernel_size=1, use_bias=False, name="layer1_0_conv3"
     )(layer1_0_relu2)
     layer1_0_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_0_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer1_0_bn3"
     )(layer1_0_conv3)
     layer1_0_down_conv = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        strides=1,
-        use_bias=False,
-        name="layer1_0_down_conv",
+        filters=256, kernel_size=1, strides=1, use_bias=False, name="layer1_0_down_conv"
     )(maxpool)
     layer1_0_down_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_0_down_bn",
+        epsilon=1e-05, momentum=0.9, name="layer1_0_down_bn"
     )(layer1_0_down_conv)
-    layer1_0_add = keras.layers.Add(
-        name="layer1_0_add",
-    )([layer1_0_bn3, layer1_0_down_bn])
+    layer1_0_add = keras.layers.Add(name="layer1_0_add")(
+        [layer1_0_bn3, layer1_0_down_bn]
+    )
     layer1_0_relu3 = keras.layers.ReLU(name="layer1_0_relu3")(layer1_0_add)
     # layer1_1: bottleneck(width=64, expanded=256, stride=1, downsample=False) <- layer1.1 (spec line 39)
     layer1_1_conv1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        use_bias=False,
-        name="layer1_1_conv1",
+        filters=64, kernel_size=1, use_bias=False, name="layer1_1_conv1"
     )(layer1_0_relu3)
     layer1_1_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_1_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer1_1_bn1"
     )(layer1_1_conv1)
     layer1_1_relu1 = keras.layers.ReLU(name="layer1_1_relu1")(layer1_1_bn1)
-    layer1_1_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer1_1_pad2",
-    )(layer1_1_relu1)
+    layer1_1_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer1_1_pad2")(
+        layer1_1_relu1
+    )
     layer1_1_conv2 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer1_1_conv2",
+        filters=64, kernel_size=3, strides=1, use_bias=False, name="layer1_1_conv2"
     )(layer1_1_pad2)
     layer1_1_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_1_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer1_1_bn2"
     )(layer1_1_conv2)
     layer1_1_relu2 = keras.layers.ReLU(name="layer1_1_relu2")(layer1_1_bn2)
     layer1_1_conv3 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        use_bias=False,
-        name="layer1_1_conv3",
+        filters=256, kernel_size=1, use_bias=False, name="layer1_1_conv3"
     )(layer1_1_relu2)
     layer1_1_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_1_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer1_1_bn3"
     )(layer1_1_conv3)
     layer1_1_add = keras.layers.Add(name="layer1_1_add")([layer1_1_bn3, layer1_0_relu3])
     layer1_1_relu3 = keras.layers.ReLU(name="layer1_1_relu3")(layer1_1_add)
     # layer1_2: bottleneck(width=64, expanded=256, stride=1, downsample=False) <- layer1.2 (spec line 39)
     layer1_2_conv1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        use_bias=False,
-        name="layer1_2_conv1",
+        filters=64, kernel_size=1, use_bias=False, name="layer1_2_conv1"
     )(layer1_1_relu3)
     layer1_2_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_2_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer1_2_bn1"
     )(layer1_2_conv1)
     layer1_2_relu1 = keras.layers.ReLU(name="layer1_2_relu1")(layer1_2_bn1)
-    layer1_2_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer1_2_pad2",
-    )(layer1_2_relu1)
+    layer1_2_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer1_2_pad2")(
+        layer1_2_relu1
+    )
     layer1_2_conv2 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer1_2_conv2",
+        filters=64, kernel_size=3, strides=1, use_bias=False, name="layer1_2_conv2"
     )(layer1_2_pad2)
     layer1_2_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_2_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer1_2_bn2"
     )(layer1_2_conv2)
     layer1_2_relu2 = keras.layers.ReLU(name="layer1_2_relu2")(layer1_2_bn2)
     layer1_2_conv3 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        use_bias=False,
-        name="layer1_2_conv3",
+        filters=256, kernel_size=1, use_bias=False, name="layer1_2_conv3"
     )(layer1_2_relu2)
     layer1_2_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer1_2_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer1_2_bn3"
     )(layer1_2_conv3)
     layer1_2_add = keras.layers.Add(name="layer1_2_add")([layer1_2_bn3, layer1_1_relu3])
     layer1_2_relu3 = keras.layers.ReLU(name="layer1_2_relu3")(layer1_2_add)
     # layer2_0: bottleneck(width=128, expanded=512, stride=2, downsample=True) <- layer2.0 (spec line 40)
     layer2_0_conv1 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=1,
-        use_bias=False,
-        name="layer2_0_conv1",
+        filters=128, kernel_size=1, use_bias=False, name="layer2_0_conv1"
     )(layer1_2_relu3)
     layer2_0_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_0_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer2_0_bn1"
     )(layer2_0_conv1)
     layer2_0_relu1 = keras.layers.ReLU(name="layer2_0_relu1")(layer2_0_bn1)
-    layer2_0_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer2_0_pad2",
-    )(layer2_0_relu1)
+    layer2_0_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer2_0_pad2")(
+        layer2_0_relu1
+    )
     layer2_0_conv2 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="layer2_0_conv2",
+        filters=128, kernel_size=3, strides=2, use_bias=False, name="layer2_0_conv2"
     )(layer2_0_pad2)
     layer2_0_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_0_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer2_0_bn2"
     )(layer2_0_conv2)
     layer2_0_relu2 = keras.layers.ReLU(name="layer2_0_relu2")(layer2_0_bn2)
     layer2_0_conv3 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=1,
-        use_bias=False,
-        name="layer2_0_conv3",
+        filters=512, kernel_size=1, use_bias=False, name="layer2_0_conv3"
     )(layer2_0_relu2)
     layer2_0_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_0_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer2_0_bn3"
     )(layer2_0_conv3)
     layer2_0_down_conv = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=1,
-        strides=2,
-        use_bias=False,
-        name="layer2_0_down_conv",
+        filters=512, kernel_size=1, strides=2, use_bias=False, name="layer2_0_down_conv"
     )(layer1_2_relu3)
     layer2_0_down_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_0_down_bn",
+        epsilon=1e-05, momentum=0.9, name="layer2_0_down_bn"
     )(layer2_0_down_conv)
-    layer2_0_add = keras.layers.Add(
-        name="layer2_0_add",
-    )([layer2_0_bn3, layer2_0_down_bn])
+    layer2_0_add = keras.layers.Add(name="layer2_0_add")(
+        [layer2_0_bn3, layer2_0_down_bn]
+    )
     layer2_0_relu3 = keras.layers.ReLU(name="layer2_0_relu3")(layer2_0_add)
     # layer2_1: bottleneck(width=128, expanded=512, stride=1, downsample=False) <- layer2.1 (spec line 40)
     layer2_1_conv1 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=1,
-        use_bias=False,
-        name="layer2_1_conv1",
+        filters=128, kernel_size=1, use_bias=False, name="layer2_1_conv1"
     )(layer2_0_relu3)
     layer2_1_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_1_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer2_1_bn1"
     )(layer2_1_conv1)
     layer2_1_relu1 = keras.layers.ReLU(name="layer2_1_relu1")(layer2_1_bn1)
-    layer2_1_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer2_1_pad2",
-    )(layer2_1_relu1)
+    layer2_1_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer2_1_pad2")(
+        layer2_1_relu1
+    )
     layer2_1_conv2 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer2_1_conv2",
+        filters=128, kernel_size=3, strides=1, use_bias=False, name="layer2_1_conv2"
     )(layer2_1_pad2)
     layer2_1_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_1_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer2_1_bn2"
     )(layer2_1_conv2)
     layer2_1_relu2 = keras.layers.ReLU(name="layer2_1_relu2")(layer2_1_bn2)
     layer2_1_conv3 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=1,
-        use_bias=False,
-        name="layer2_1_conv3",
+        filters=512, kernel_size=1, use_bias=False, name="layer2_1_conv3"
     )(layer2_1_relu2)
     layer2_1_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_1_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer2_1_bn3"
     )(layer2_1_conv3)
     layer2_1_add = keras.layers.Add(name="layer2_1_add")([layer2_1_bn3, layer2_0_relu3])
     layer2_1_relu3 = keras.layers.ReLU(name="layer2_1_relu3")(layer2_1_add)
     # layer2_2: bottleneck(width=128, expanded=512, stride=1, downsample=False) <- layer2.2 (spec line 40)
     layer2_2_conv1 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=1,
-        use_bias=False,
-        name="layer2_2_conv1",
+        filters=128, kernel_size=1, use_bias=False, name="layer2_2_conv1"
     )(layer2_1_relu3)
     layer2_2_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_2_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer2_2_bn1"
     )(layer2_2_conv1)
     layer2_2_relu1 = keras.layers.ReLU(name="layer2_2_relu1")(layer2_2_bn1)
-    layer2_2_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer2_2_pad2",
-    )(layer2_2_relu1)
+    layer2_2_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer2_2_pad2")(
+        layer2_2_relu1
+    )
     layer2_2_conv2 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer2_2_conv2",
+        filters=128, kernel_size=3, strides=1, use_bias=False, name="layer2_2_conv2"
     )(layer2_2_pad2)
     layer2_2_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_2_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer2_2_bn2"
     )(layer2_2_conv2)
     layer2_2_relu2 = keras.layers.ReLU(name="layer2_2_relu2")(layer2_2_bn2)
     layer2_2_conv3 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=1,
-        use_bias=False,
-        name="layer2_2_conv3",
+        filters=512, kernel_size=1, use_bias=False, name="layer2_2_conv3"
     )(layer2_2_relu2)
     layer2_2_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_2_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer2_2_bn3"
     )(layer2_2_conv3)
     layer2_2_add = keras.layers.Add(name="layer2_2_add")([layer2_2_bn3, layer2_1_relu3])
     layer2_2_relu3 = keras.layers.ReLU(name="layer2_2_relu3")(layer2_2_add)
     # layer2_3: bottleneck(width=128, expanded=512, stride=1, downsample=False) <- layer2.3 (spec line 40)
     layer2_3_conv1 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=1,
-        use_bias=False,
-        name="layer2_3_conv1",
+        filters=128, kernel_size=1, use_bias=False, name="layer2_3_conv1"
     )(layer2_2_relu3)
     layer2_3_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_3_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer2_3_bn1"
     )(layer2_3_conv1)
     layer2_3_relu1 = keras.layers.ReLU(name="layer2_3_relu1")(layer2_3_bn1)
-    layer2_3_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer2_3_pad2",
-    )(layer2_3_relu1)
+    layer2_3_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer2_3_pad2")(
+        layer2_3_relu1
+    )
     layer2_3_conv2 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer2_3_conv2",
+        filters=128, kernel_size=3, strides=1, use_bias=False, name="layer2_3_conv2"
     )(layer2_3_pad2)
     layer2_3_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_3_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer2_3_bn2"
     )(layer2_3_conv2)
     layer2_3_relu2 = keras.layers.ReLU(name="layer2_3_relu2")(layer2_3_bn2)
     layer2_3_conv3 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=1,
-        use_bias=False,
-        name="layer2_3_conv3",
+        filters=512, kernel_size=1, use_bias=False, name="layer2_3_conv3"
     )(layer2_3_relu2)
     layer2_3_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer2_3_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer2_3_bn3"
     )(layer2_3_conv3)
     layer2_3_add = keras.layers.Add(name="layer2_3_add")([layer2_3_bn3, layer2_2_relu3])
     layer2_3_relu3 = keras.layers.ReLU(name="layer2_3_relu3")(layer2_3_add)
     # layer3_0: bottleneck(width=256, expanded=1024, stride=2, downsample=True) <- layer3.0 (spec line 41)
     layer3_0_conv1 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_0_conv1",
+        filters=256, kernel_size=1, use_bias=False, name="layer3_0_conv1"
     )(layer2_3_relu3)
     layer3_0_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_0_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer3_0_bn1"
     )(layer3_0_conv1)
     layer3_0_relu1 = keras.layers.ReLU(name="layer3_0_relu1")(layer3_0_bn1)
-    layer3_0_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer3_0_pad2",
-    )(layer3_0_relu1)
+    layer3_0_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer3_0_pad2")(
+        layer3_0_relu1
+    )
     layer3_0_conv2 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="layer3_0_conv2",
+        filters=256, kernel_size=3, strides=2, use_bias=False, name="layer3_0_conv2"
     )(layer3_0_pad2)
     layer3_0_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_0_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer3_0_bn2"
     )(layer3_0_conv2)
     layer3_0_relu2 = keras.layers.ReLU(name="layer3_0_relu2")(layer3_0_bn2)
     layer3_0_conv3 = keras.layers.Conv2D(
-        filters=1024,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_0_conv3",
+        filters=1024, kernel_size=1, use_bias=False, name="layer3_0_conv3"
     )(layer3_0_relu2)
     layer3_0_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_0_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer3_0_bn3"
     )(layer3_0_conv3)
     layer3_0_down_conv = keras.layers.Conv2D(
         filters=1024,
@@ -835,269 +681,165 @@ def build_model() -> keras.Model:
         name="layer3_0_down_conv",
     )(layer2_3_relu3)
     layer3_0_down_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_0_down_bn",
+        epsilon=1e-05, momentum=0.9, name="layer3_0_down_bn"
     )(layer3_0_down_conv)
-    layer3_0_add = keras.layers.Add(
-        name="layer3_0_add",
-    )([layer3_0_bn3, layer3_0_down_bn])
+    layer3_0_add = keras.layers.Add(name="layer3_0_add")(
+        [layer3_0_bn3, layer3_0_down_bn]
+    )
     layer3_0_relu3 = keras.layers.ReLU(name="layer3_0_relu3")(layer3_0_add)
     # layer3_1: bottleneck(width=256, expanded=1024, stride=1, downsample=False) <- layer3.1 (spec line 41)
     layer3_1_conv1 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_1_conv1",
+        filters=256, kernel_size=1, use_bias=False, name="layer3_1_conv1"
     )(layer3_0_relu3)
     layer3_1_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_1_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer3_1_bn1"
     )(layer3_1_conv1)
     layer3_1_relu1 = keras.layers.ReLU(name="layer3_1_relu1")(layer3_1_bn1)
-    layer3_1_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer3_1_pad2",
-    )(layer3_1_relu1)
+    layer3_1_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer3_1_pad2")(
+        layer3_1_relu1
+    )
     layer3_1_conv2 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer3_1_conv2",
+        filters=256, kernel_size=3, strides=1, use_bias=False, name="layer3_1_conv2"
     )(layer3_1_pad2)
     layer3_1_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_1_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer3_1_bn2"
     )(layer3_1_conv2)
     layer3_1_relu2 = keras.layers.ReLU(name="layer3_1_relu2")(layer3_1_bn2)
     layer3_1_conv3 = keras.layers.Conv2D(
-        filters=1024,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_1_conv3",
+        filters=1024, kernel_size=1, use_bias=False, name="layer3_1_conv3"
     )(layer3_1_relu2)
     layer3_1_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_1_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer3_1_bn3"
     )(layer3_1_conv3)
     layer3_1_add = keras.layers.Add(name="layer3_1_add")([layer3_1_bn3, layer3_0_relu3])
     layer3_1_relu3 = keras.layers.ReLU(name="layer3_1_relu3")(layer3_1_add)
     # layer3_2: bottleneck(width=256, expanded=1024, stride=1, downsample=False) <- layer3.2 (spec line 41)
     layer3_2_conv1 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_2_conv1",
+        filters=256, kernel_size=1, use_bias=False, name="layer3_2_conv1"
     )(layer3_1_relu3)
     layer3_2_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_2_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer3_2_bn1"
     )(layer3_2_conv1)
     layer3_2_relu1 = keras.layers.ReLU(name="layer3_2_relu1")(layer3_2_bn1)
-    layer3_2_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer3_2_pad2",
-    )(layer3_2_relu1)
+    layer3_2_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer3_2_pad2")(
+        layer3_2_relu1
+    )
     layer3_2_conv2 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer3_2_conv2",
+        filters=256, kernel_size=3, strides=1, use_bias=False, name="layer3_2_conv2"
     )(layer3_2_pad2)
     layer3_2_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_2_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer3_2_bn2"
     )(layer3_2_conv2)
     layer3_2_relu2 = keras.layers.ReLU(name="layer3_2_relu2")(layer3_2_bn2)
     layer3_2_conv3 = keras.layers.Conv2D(
-        filters=1024,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_2_conv3",
+        filters=1024, kernel_size=1, use_bias=False, name="layer3_2_conv3"
     )(layer3_2_relu2)
     layer3_2_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_2_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer3_2_bn3"
     )(layer3_2_conv3)
     layer3_2_add = keras.layers.Add(name="layer3_2_add")([layer3_2_bn3, layer3_1_relu3])
     layer3_2_relu3 = keras.layers.ReLU(name="layer3_2_relu3")(layer3_2_add)
     # layer3_3: bottleneck(width=256, expanded=1024, stride=1, downsample=False) <- layer3.3 (spec line 41)
     layer3_3_conv1 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_3_conv1",
+        filters=256, kernel_size=1, use_bias=False, name="layer3_3_conv1"
     )(layer3_2_relu3)
     layer3_3_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_3_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer3_3_bn1"
     )(layer3_3_conv1)
     layer3_3_relu1 = keras.layers.ReLU(name="layer3_3_relu1")(layer3_3_bn1)
-    layer3_3_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer3_3_pad2",
-    )(layer3_3_relu1)
+    layer3_3_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer3_3_pad2")(
+        layer3_3_relu1
+    )
     layer3_3_conv2 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer3_3_conv2",
+        filters=256, kernel_size=3, strides=1, use_bias=False, name="layer3_3_conv2"
     )(layer3_3_pad2)
     layer3_3_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_3_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer3_3_bn2"
     )(layer3_3_conv2)
     layer3_3_relu2 = keras.layers.ReLU(name="layer3_3_relu2")(layer3_3_bn2)
     layer3_3_conv3 = keras.layers.Conv2D(
-        filters=1024,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_3_conv3",
+        filters=1024, kernel_size=1, use_bias=False, name="layer3_3_conv3"
     )(layer3_3_relu2)
     layer3_3_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_3_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer3_3_bn3"
     )(layer3_3_conv3)
     layer3_3_add = keras.layers.Add(name="layer3_3_add")([layer3_3_bn3, layer3_2_relu3])
     layer3_3_relu3 = keras.layers.ReLU(name="layer3_3_relu3")(layer3_3_add)
     # layer3_4: bottleneck(width=256, expanded=1024, stride=1, downsample=False) <- layer3.4 (spec line 41)
     layer3_4_conv1 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_4_conv1",
+        filters=256, kernel_size=1, use_bias=False, name="layer3_4_conv1"
     )(layer3_3_relu3)
     layer3_4_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_4_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer3_4_bn1"
     )(layer3_4_conv1)
     layer3_4_relu1 = keras.layers.ReLU(name="layer3_4_relu1")(layer3_4_bn1)
-    layer3_4_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer3_4_pad2",
-    )(layer3_4_relu1)
+    layer3_4_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer3_4_pad2")(
+        layer3_4_relu1
+    )
     layer3_4_conv2 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer3_4_conv2",
+        filters=256, kernel_size=3, strides=1, use_bias=False, name="layer3_4_conv2"
     )(layer3_4_pad2)
     layer3_4_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_4_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer3_4_bn2"
     )(layer3_4_conv2)
     layer3_4_relu2 = keras.layers.ReLU(name="layer3_4_relu2")(layer3_4_bn2)
     layer3_4_conv3 = keras.layers.Conv2D(
-        filters=1024,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_4_conv3",
+        filters=1024, kernel_size=1, use_bias=False, name="layer3_4_conv3"
     )(layer3_4_relu2)
     layer3_4_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_4_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer3_4_bn3"
     )(layer3_4_conv3)
     layer3_4_add = keras.layers.Add(name="layer3_4_add")([layer3_4_bn3, layer3_3_relu3])
     layer3_4_relu3 = keras.layers.ReLU(name="layer3_4_relu3")(layer3_4_add)
     # layer3_5: bottleneck(width=256, expanded=1024, stride=1, downsample=False) <- layer3.5 (spec line 41)
     layer3_5_conv1 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_5_conv1",
+        filters=256, kernel_size=1, use_bias=False, name="layer3_5_conv1"
     )(layer3_4_relu3)
     layer3_5_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_5_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer3_5_bn1"
     )(layer3_5_conv1)
     layer3_5_relu1 = keras.layers.ReLU(name="layer3_5_relu1")(layer3_5_bn1)
-    layer3_5_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer3_5_pad2",
-    )(layer3_5_relu1)
+    layer3_5_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer3_5_pad2")(
+        layer3_5_relu1
+    )
     layer3_5_conv2 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer3_5_conv2",
+        filters=256, kernel_size=3, strides=1, use_bias=False, name="layer3_5_conv2"
     )(layer3_5_pad2)
     layer3_5_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_5_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer3_5_bn2"
     )(layer3_5_conv2)
     layer3_5_relu2 = keras.layers.ReLU(name="layer3_5_relu2")(layer3_5_bn2)
     layer3_5_conv3 = keras.layers.Conv2D(
-        filters=1024,
-        kernel_size=1,
-        use_bias=False,
-        name="layer3_5_conv3",
+        filters=1024, kernel_size=1, use_bias=False, name="layer3_5_conv3"
     )(layer3_5_relu2)
     layer3_5_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer3_5_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer3_5_bn3"
     )(layer3_5_conv3)
     layer3_5_add = keras.layers.Add(name="layer3_5_add")([layer3_5_bn3, layer3_4_relu3])
     layer3_5_relu3 = keras.layers.ReLU(name="layer3_5_relu3")(layer3_5_add)
     # layer4_0: bottleneck(width=512, expanded=2048, stride=2, downsample=True) <- layer4.0 (spec line 42)
     layer4_0_conv1 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=1,
-        use_bias=False,
-        name="layer4_0_conv1",
+        filters=512, kernel_size=1, use_bias=False, name="layer4_0_conv1"
     )(layer3_5_relu3)
     layer4_0_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_0_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer4_0_bn1"
     )(layer4_0_conv1)
     layer4_0_relu1 = keras.layers.ReLU(name="layer4_0_relu1")(layer4_0_bn1)
-    layer4_0_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer4_0_pad2",
-    )(layer4_0_relu1)
+    layer4_0_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer4_0_pad2")(
+        layer4_0_relu1
+    )
     layer4_0_conv2 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=3,
-        strides=2,
-        use_bias=False,
-        name="layer4_0_conv2",
+        filters=512, kernel_size=3, strides=2, use_bias=False, name="layer4_0_conv2"
     )(layer4_0_pad2)
     layer4_0_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_0_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer4_0_bn2"
     )(layer4_0_conv2)
     layer4_0_relu2 = keras.layers.ReLU(name="layer4_0_relu2")(layer4_0_bn2)
     layer4_0_conv3 = keras.layers.Conv2D(
-        filters=2048,
-        kernel_size=1,
-        use_bias=False,
-        name="layer4_0_conv3",
+        filters=2048, kernel_size=1, use_bias=False, name="layer4_0_conv3"
     )(layer4_0_relu2)
     layer4_0_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_0_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer4_0_bn3"
     )(layer4_0_conv3)
     layer4_0_down_conv = keras.layers.Conv2D(
         filters=2048,
@@ -1107,97 +849,61 @@ def build_model() -> keras.Model:
         name="layer4_0_down_conv",
     )(layer3_5_relu3)
     layer4_0_down_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_0_down_bn",
+        epsilon=1e-05, momentum=0.9, name="layer4_0_down_bn"
     )(layer4_0_down_conv)
-    layer4_0_add = keras.layers.Add(
-        name="layer4_0_add",
-    )([layer4_0_bn3, layer4_0_down_bn])
+    layer4_0_add = keras.layers.Add(name="layer4_0_add")(
+        [layer4_0_bn3, layer4_0_down_bn]
+    )
     layer4_0_relu3 = keras.layers.ReLU(name="layer4_0_relu3")(layer4_0_add)
     # layer4_1: bottleneck(width=512, expanded=2048, stride=1, downsample=False) <- layer4.1 (spec line 42)
     layer4_1_conv1 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=1,
-        use_bias=False,
-        name="layer4_1_conv1",
+        filters=512, kernel_size=1, use_bias=False, name="layer4_1_conv1"
     )(layer4_0_relu3)
     layer4_1_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_1_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer4_1_bn1"
     )(layer4_1_conv1)
     layer4_1_relu1 = keras.layers.ReLU(name="layer4_1_relu1")(layer4_1_bn1)
-    layer4_1_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer4_1_pad2",
-    )(layer4_1_relu1)
+    layer4_1_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer4_1_pad2")(
+        layer4_1_relu1
+    )
     layer4_1_conv2 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer4_1_conv2",
+        filters=512, kernel_size=3, strides=1, use_bias=False, name="layer4_1_conv2"
     )(layer4_1_pad2)
     layer4_1_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_1_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer4_1_bn2"
     )(layer4_1_conv2)
     layer4_1_relu2 = keras.layers.ReLU(name="layer4_1_relu2")(layer4_1_bn2)
     layer4_1_conv3 = keras.layers.Conv2D(
-        filters=2048,
-        kernel_size=1,
-        use_bias=False,
-        name="layer4_1_conv3",
+        filters=2048, kernel_size=1, use_bias=False, name="layer4_1_conv3"
     )(layer4_1_relu2)
     layer4_1_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_1_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer4_1_bn3"
     )(layer4_1_conv3)
     layer4_1_add = keras.layers.Add(name="layer4_1_add")([layer4_1_bn3, layer4_0_relu3])
     layer4_1_relu3 = keras.layers.ReLU(name="layer4_1_relu3")(layer4_1_add)
     # layer4_2: bottleneck(width=512, expanded=2048, stride=1, downsample=False) <- layer4.2 (spec line 42)
     layer4_2_conv1 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=1,
-        use_bias=False,
-        name="layer4_2_conv1",
+        filters=512, kernel_size=1, use_bias=False, name="layer4_2_conv1"
     )(layer4_1_relu3)
     layer4_2_bn1 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_2_bn1",
+        epsilon=1e-05, momentum=0.9, name="layer4_2_bn1"
     )(layer4_2_conv1)
     layer4_2_relu1 = keras.layers.ReLU(name="layer4_2_relu1")(layer4_2_bn1)
-    layer4_2_pad2 = keras.layers.ZeroPadding2D(
-        padding=1,
-        name="layer4_2_pad2",
-    )(layer4_2_relu1)
+    layer4_2_pad2 = keras.layers.ZeroPadding2D(padding=1, name="layer4_2_pad2")(
+        layer4_2_relu1
+    )
     layer4_2_conv2 = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=3,
-        strides=1,
-        use_bias=False,
-        name="layer4_2_conv2",
+        filters=512, kernel_size=3, strides=1, use_bias=False, name="layer4_2_conv2"
     )(layer4_2_pad2)
     layer4_2_bn2 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_2_bn2",
+        epsilon=1e-05, momentum=0.9, name="layer4_2_bn2"
     )(layer4_2_conv2)
     layer4_2_relu2 = keras.layers.ReLU(name="layer4_2_relu2")(layer4_2_bn2)
     layer4_2_conv3 = keras.layers.Conv2D(
-        filters=2048,
-        kernel_size=1,
-        use_bias=False,
-        name="layer4_2_conv3",
+        filters=2048, kernel_size=1, use_bias=False, name="layer4_2_conv3"
     )(layer4_2_relu2)
     layer4_2_bn3 = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="layer4_2_bn3",
+        epsilon=1e-05, momentum=0.9, name="layer4_2_bn3"
     )(layer4_2_conv3)
     layer4_2_add = keras.layers.Add(name="layer4_2_add")([layer4_2_bn3, layer4_1_relu3])
     layer4_2_relu3 = keras.layers.ReLU(name="layer4_2_relu3")(layer4_2_add)

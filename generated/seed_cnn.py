@@ -50,18 +50,12 @@ def build_model() -> keras.Model:
     """The Keras model, with the spec's layer names and uninitialised weights."""
     image = keras.Input(shape=(32, 32, 3), dtype="float32", name="image")
     conv1 = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=3,
-        padding="same",
-        name="conv1",
+        filters=16, kernel_size=3, padding="same", name="conv1"
     )(image)
     relu1 = keras.layers.ReLU(name="relu1")(conv1)
     pool1 = keras.layers.MaxPooling2D(pool_size=2, strides=2, name="pool1")(relu1)
     conv2 = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=3,
-        padding="same",
-        name="conv2",
+        filters=32, kernel_size=3, padding="same", name="conv2"
     )(pool1)
     relu2 = keras.layers.ReLU(name="relu2")(conv2)
     pool2 = keras.layers.MaxPooling2D(pool_size=2, strides=2, name="pool2")(relu2)

@@ -45,12 +45,9 @@ class WeightLoadError(ValueError):
 def build_model() -> keras.Model:
     """The Keras model, with the spec's layer names and uninitialised weights."""
     image = keras.Input(shape=(32, 32, 3), dtype="float32", name="image")
-    conv = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=3,
-        padding="same",
-        name="conv",
-    )(image)
+    conv = keras.layers.Conv2D(filters=16, kernel_size=3, padding="same", name="conv")(
+        image
+    )
     return keras.Model(inputs=image, outputs=conv, name="seed_conv")
 
 

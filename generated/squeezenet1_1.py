@@ -149,256 +149,186 @@ class TorchMaxPooling2D(keras.layers.Layer):
 def build_model() -> keras.Model:
     """The Keras model, with the spec's layer names and uninitialised weights."""
     image = keras.Input(shape=(224, 224, 3), dtype="float32", name="image")
-    conv0 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        strides=2,
-        name="conv0",
-    )(image)
+    conv0 = keras.layers.Conv2D(filters=64, kernel_size=3, strides=2, name="conv0")(
+        image
+    )
     relu1 = keras.layers.ReLU(name="relu1")(conv0)
-    pool2 = TorchMaxPooling2D(
-        pool_size=3,
-        strides=2,
-        ceil_mode=True,
-        name="pool2",
-    )(relu1)
+    pool2 = TorchMaxPooling2D(pool_size=3, strides=2, ceil_mode=True, name="pool2")(
+        relu1
+    )
     # fire3: fire(squeeze=16, expand=64) <- features.3 (spec line 29)
     fire3_squeeze = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=1,
-        name="fire3_squeeze",
+        filters=16, kernel_size=1, name="fire3_squeeze"
     )(pool2)
     fire3_squeeze_relu = keras.layers.ReLU(name="fire3_squeeze_relu")(fire3_squeeze)
     fire3_expand1x1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        name="fire3_expand1x1",
+        filters=64, kernel_size=1, name="fire3_expand1x1"
     )(fire3_squeeze_relu)
-    fire3_expand1x1_relu = keras.layers.ReLU(
-        name="fire3_expand1x1_relu",
-    )(fire3_expand1x1)
+    fire3_expand1x1_relu = keras.layers.ReLU(name="fire3_expand1x1_relu")(
+        fire3_expand1x1
+    )
     fire3_expand3x3 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        padding="same",
-        name="fire3_expand3x3",
+        filters=64, kernel_size=3, padding="same", name="fire3_expand3x3"
     )(fire3_squeeze_relu)
-    fire3_expand3x3_relu = keras.layers.ReLU(
-        name="fire3_expand3x3_relu",
-    )(fire3_expand3x3)
-    fire3_cat = keras.layers.Concatenate(
-        name="fire3_cat",
-    )([fire3_expand1x1_relu, fire3_expand3x3_relu])
+    fire3_expand3x3_relu = keras.layers.ReLU(name="fire3_expand3x3_relu")(
+        fire3_expand3x3
+    )
+    fire3_cat = keras.layers.Concatenate(name="fire3_cat")(
+        [fire3_expand1x1_relu, fire3_expand3x3_relu]
+    )
     # fire4: fire(squeeze=16, expand=64) <- features.4 (spec line 30)
     fire4_squeeze = keras.layers.Conv2D(
-        filters=16,
-        kernel_size=1,
-        name="fire4_squeeze",
+        filters=16, kernel_size=1, name="fire4_squeeze"
     )(fire3_cat)
     fire4_squeeze_relu = keras.layers.ReLU(name="fire4_squeeze_relu")(fire4_squeeze)
     fire4_expand1x1 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        name="fire4_expand1x1",
+        filters=64, kernel_size=1, name="fire4_expand1x1"
     )(fire4_squeeze_relu)
-    fire4_expand1x1_relu = keras.layers.ReLU(
-        name="fire4_expand1x1_relu",
-    )(fire4_expand1x1)
+    fire4_expand1x1_relu = keras.layers.ReLU(name="fire4_expand1x1_relu")(
+        fire4_expand1x1
+    )
     fire4_expand3x3 = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        padding="same",
-        name="fire4_expand3x3",
+        filters=64, kernel_size=3, padding="same", name="fire4_expand3x3"
     )(fire4_squeeze_relu)
-    fire4_expand3x3_relu = keras.layers.ReLU(
-        name="fire4_expand3x3_relu",
-    )(fire4_expand3x3)
-    fire4_cat = keras.layers.Concatenate(
-        name="fire4_cat",
-    )([fire4_expand1x1_relu, fire4_expand3x3_relu])
+    fire4_expand3x3_relu = keras.layers.ReLU(name="fire4_expand3x3_relu")(
+        fire4_expand3x3
+    )
+    fire4_cat = keras.layers.Concatenate(name="fire4_cat")(
+        [fire4_expand1x1_relu, fire4_expand3x3_relu]
+    )
     # top level
-    pool5 = TorchMaxPooling2D(
-        pool_size=3,
-        strides=2,
-        ceil_mode=True,
-        name="pool5",
-    )(fire4_cat)
+    pool5 = TorchMaxPooling2D(pool_size=3, strides=2, ceil_mode=True, name="pool5")(
+        fire4_cat
+    )
     # fire6: fire(squeeze=32, expand=128) <- features.6 (spec line 32)
     fire6_squeeze = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=1,
-        name="fire6_squeeze",
+        filters=32, kernel_size=1, name="fire6_squeeze"
     )(pool5)
     fire6_squeeze_relu = keras.layers.ReLU(name="fire6_squeeze_relu")(fire6_squeeze)
     fire6_expand1x1 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=1,
-        name="fire6_expand1x1",
+        filters=128, kernel_size=1, name="fire6_expand1x1"
     )(fire6_squeeze_relu)
-    fire6_expand1x1_relu = keras.layers.ReLU(
-        name="fire6_expand1x1_relu",
-    )(fire6_expand1x1)
+    fire6_expand1x1_relu = keras.layers.ReLU(name="fire6_expand1x1_relu")(
+        fire6_expand1x1
+    )
     fire6_expand3x3 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=3,
-        padding="same",
-        name="fire6_expand3x3",
+        filters=128, kernel_size=3, padding="same", name="fire6_expand3x3"
     )(fire6_squeeze_relu)
-    fire6_expand3x3_relu = keras.layers.ReLU(
-        name="fire6_expand3x3_relu",
-    )(fire6_expand3x3)
-    fire6_cat = keras.layers.Concatenate(
-        name="fire6_cat",
-    )([fire6_expand1x1_relu, fire6_expand3x3_relu])
+    fire6_expand3x3_relu = keras.layers.ReLU(name="fire6_expand3x3_relu")(
+        fire6_expand3x3
+    )
+    fire6_cat = keras.layers.Concatenate(name="fire6_cat")(
+        [fire6_expand1x1_relu, fire6_expand3x3_relu]
+    )
     # fire7: fire(squeeze=32, expand=128) <- features.7 (spec line 33)
     fire7_squeeze = keras.layers.Conv2D(
-        filters=32,
-        kernel_size=1,
-        name="fire7_squeeze",
+        filters=32, kernel_size=1, name="fire7_squeeze"
     )(fire6_cat)
     fire7_squeeze_relu = keras.layers.ReLU(name="fire7_squeeze_relu")(fire7_squeeze)
     fire7_expand1x1 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=1,
-        name="fire7_expand1x1",
+        filters=128, kernel_size=1, name="fire7_expand1x1"
     )(fire7_squeeze_relu)
-    fire7_expand1x1_relu = keras.layers.ReLU(
-        name="fire7_expand1x1_relu",
-    )(fire7_expand1x1)
+    fire7_expand1x1_relu = keras.layers.ReLU(name="fire7_expand1x1_relu")(
+        fire7_expand1x1
+    )
     fire7_expand3x3 = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=3,
-        padding="same",
-        name="fire7_expand3x3",
+        filters=128, kernel_size=3, padding="same", name="fire7_expand3x3"
     )(fire7_squeeze_relu)
-    fire7_expand3x3_relu = keras.layers.ReLU(
-        name="fire7_expand3x3_relu",
-    )(fire7_expand3x3)
-    fire7_cat = keras.layers.Concatenate(
-        name="fire7_cat",
-    )([fire7_expand1x1_relu, fire7_expand3x3_relu])
+    fire7_expand3x3_relu = keras.layers.ReLU(name="fire7_expand3x3_relu")(
+        fire7_expand3x3
+    )
+    fire7_cat = keras.layers.Concatenate(name="fire7_cat")(
+        [fire7_expand1x1_relu, fire7_expand3x3_relu]
+    )
     # top level
-    pool8 = TorchMaxPooling2D(
-        pool_size=3,
-        strides=2,
-        ceil_mode=True,
-        name="pool8",
-    )(fire7_cat)
+    pool8 = TorchMaxPooling2D(pool_size=3, strides=2, ceil_mode=True, name="pool8")(
+        fire7_cat
+    )
     # fire9: fire(squeeze=48, expand=192) <- features.9 (spec line 35)
     fire9_squeeze = keras.layers.Conv2D(
-        filters=48,
-        kernel_size=1,
-        name="fire9_squeeze",
+        filters=48, kernel_size=1, name="fire9_squeeze"
     )(pool8)
     fire9_squeeze_relu = keras.layers.ReLU(name="fire9_squeeze_relu")(fire9_squeeze)
     fire9_expand1x1 = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=1,
-        name="fire9_expand1x1",
+        filters=192, kernel_size=1, name="fire9_expand1x1"
     )(fire9_squeeze_relu)
-    fire9_expand1x1_relu = keras.layers.ReLU(
-        name="fire9_expand1x1_relu",
-    )(fire9_expand1x1)
+    fire9_expand1x1_relu = keras.layers.ReLU(name="fire9_expand1x1_relu")(
+        fire9_expand1x1
+    )
     fire9_expand3x3 = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=3,
-        padding="same",
-        name="fire9_expand3x3",
+        filters=192, kernel_size=3, padding="same", name="fire9_expand3x3"
     )(fire9_squeeze_relu)
-    fire9_expand3x3_relu = keras.layers.ReLU(
-        name="fire9_expand3x3_relu",
-    )(fire9_expand3x3)
-    fire9_cat = keras.layers.Concatenate(
-        name="fire9_cat",
-    )([fire9_expand1x1_relu, fire9_expand3x3_relu])
+    fire9_expand3x3_relu = keras.layers.ReLU(name="fire9_expand3x3_relu")(
+        fire9_expand3x3
+    )
+    fire9_cat = keras.layers.Concatenate(name="fire9_cat")(
+        [fire9_expand1x1_relu, fire9_expand3x3_relu]
+    )
     # fire10: fire(squeeze=48, expand=192) <- features.10 (spec line 36)
     fire10_squeeze = keras.layers.Conv2D(
-        filters=48,
-        kernel_size=1,
-        name="fire10_squeeze",
+        filters=48, kernel_size=1, name="fire10_squeeze"
     )(fire9_cat)
     fire10_squeeze_relu = keras.layers.ReLU(name="fire10_squeeze_relu")(fire10_squeeze)
     fire10_expand1x1 = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=1,
-        name="fire10_expand1x1",
+        filters=192, kernel_size=1, name="fire10_expand1x1"
     )(fire10_squeeze_relu)
-    fire10_expand1x1_relu = keras.layers.ReLU(
-        name="fire10_expand1x1_relu",
-    )(fire10_expand1x1)
+    fire10_expand1x1_relu = keras.layers.ReLU(name="fire10_expand1x1_relu")(
+        fire10_expand1x1
+    )
     fire10_expand3x3 = keras.layers.Conv2D(
-        filters=192,
-        kernel_size=3,
-        padding="same",
-        name="fire10_expand3x3",
+        filters=192, kernel_size=3, padding="same", name="fire10_expand3x3"
     )(fire10_squeeze_relu)
-    fire10_expand3x3_relu = keras.layers.ReLU(
-        name="fire10_expand3x3_relu",
-    )(fire10_expand3x3)
-    fire10_cat = keras.layers.Concatenate(
-        name="fire10_cat",
-    )([fire10_expand1x1_relu, fire10_expand3x3_relu])
+    fire10_expand3x3_relu = keras.layers.ReLU(name="fire10_expand3x3_relu")(
+        fire10_expand3x3
+    )
+    fire10_cat = keras.layers.Concatenate(name="fire10_cat")(
+        [fire10_expand1x1_relu, fire10_expand3x3_relu]
+    )
     # fire11: fire(squeeze=64, expand=256) <- features.11 (spec line 37)
     fire11_squeeze = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        name="fire11_squeeze",
+        filters=64, kernel_size=1, name="fire11_squeeze"
     )(fire10_cat)
     fire11_squeeze_relu = keras.layers.ReLU(name="fire11_squeeze_relu")(fire11_squeeze)
     fire11_expand1x1 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        name="fire11_expand1x1",
+        filters=256, kernel_size=1, name="fire11_expand1x1"
     )(fire11_squeeze_relu)
-    fire11_expand1x1_relu = keras.layers.ReLU(
-        name="fire11_expand1x1_relu",
-    )(fire11_expand1x1)
+    fire11_expand1x1_relu = keras.layers.ReLU(name="fire11_expand1x1_relu")(
+        fire11_expand1x1
+    )
     fire11_expand3x3 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        padding="same",
-        name="fire11_expand3x3",
+        filters=256, kernel_size=3, padding="same", name="fire11_expand3x3"
     )(fire11_squeeze_relu)
-    fire11_expand3x3_relu = keras.layers.ReLU(
-        name="fire11_expand3x3_relu",
-    )(fire11_expand3x3)
-    fire11_cat = keras.layers.Concatenate(
-        name="fire11_cat",
-    )([fire11_expand1x1_relu, fire11_expand3x3_relu])
+    fire11_expand3x3_relu = keras.layers.ReLU(name="fire11_expand3x3_relu")(
+        fire11_expand3x3
+    )
+    fire11_cat = keras.layers.Concatenate(name="fire11_cat")(
+        [fire11_expand1x1_relu, fire11_expand3x3_relu]
+    )
     # fire12: fire(squeeze=64, expand=256) <- features.12 (spec line 38)
     fire12_squeeze = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=1,
-        name="fire12_squeeze",
+        filters=64, kernel_size=1, name="fire12_squeeze"
     )(fire11_cat)
     fire12_squeeze_relu = keras.layers.ReLU(name="fire12_squeeze_relu")(fire12_squeeze)
     fire12_expand1x1 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=1,
-        name="fire12_expand1x1",
+        filters=256, kernel_size=1, name="fire12_expand1x1"
     )(fire12_squeeze_relu)
-    fire12_expand1x1_relu = keras.layers.ReLU(
-        name="fire12_expand1x1_relu",
-    )(fire12_expand1x1)
+    fire12_expand1x1_relu = keras.layers.ReLU(name="fire12_expand1x1_relu")(
+        fire12_expand1x1
+    )
     fire12_expand3x3 = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        padding="same",
-        name="fire12_expand3x3",
+        filters=256, kernel_size=3, padding="same", name="fire12_expand3x3"
     )(fire12_squeeze_relu)
-    fire12_expand3x3_relu = keras.layers.ReLU(
-        name="fire12_expand3x3_relu",
-    )(fire12_expand3x3)
-    fire12_cat = keras.layers.Concatenate(
-        name="fire12_cat",
-    )([fire12_expand1x1_relu, fire12_expand3x3_relu])
+    fire12_expand3x3_relu = keras.layers.ReLU(name="fire12_expand3x3_relu")(
+        fire12_expand3x3
+    )
+    fire12_cat = keras.layers.Concatenate(name="fire12_cat")(
+        [fire12_expand1x1_relu, fire12_expand3x3_relu]
+    )
     # top level
     drop = keras.layers.Dropout(rate=0.5, name="drop")(fire12_cat)
-    final_conv = keras.layers.Conv2D(
-        filters=1000,
-        kernel_size=1,
-        name="final_conv",
-    )(drop)
+    final_conv = keras.layers.Conv2D(filters=1000, kernel_size=1, name="final_conv")(
+        drop
+    )
     final_relu = keras.layers.ReLU(name="final_relu")(final_conv)
     avgpool = keras.layers.GlobalAveragePooling2D(name="avgpool")(final_relu)
     return keras.Model(inputs=image, outputs=avgpool, name="squeezenet1_1")
@@ -422,8 +352,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("conv0/bias", sd["features.0.bias"])
     # fire3_squeeze: Conv2D <- features.3.squeeze (spec line 15)
     assign(
-        "fire3_squeeze/kernel",
-        sd["features.3.squeeze.weight"].transpose(2, 3, 1, 0),
+        "fire3_squeeze/kernel", sd["features.3.squeeze.weight"].transpose(2, 3, 1, 0)
     )
     assign("fire3_squeeze/bias", sd["features.3.squeeze.bias"])
     # fire3_expand1x1: Conv2D <- features.3.expand1x1 (spec line 17)
@@ -440,8 +369,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("fire3_expand3x3/bias", sd["features.3.expand3x3.bias"])
     # fire4_squeeze: Conv2D <- features.4.squeeze (spec line 15)
     assign(
-        "fire4_squeeze/kernel",
-        sd["features.4.squeeze.weight"].transpose(2, 3, 1, 0),
+        "fire4_squeeze/kernel", sd["features.4.squeeze.weight"].transpose(2, 3, 1, 0)
     )
     assign("fire4_squeeze/bias", sd["features.4.squeeze.bias"])
     # fire4_expand1x1: Conv2D <- features.4.expand1x1 (spec line 17)
@@ -458,8 +386,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("fire4_expand3x3/bias", sd["features.4.expand3x3.bias"])
     # fire6_squeeze: Conv2D <- features.6.squeeze (spec line 15)
     assign(
-        "fire6_squeeze/kernel",
-        sd["features.6.squeeze.weight"].transpose(2, 3, 1, 0),
+        "fire6_squeeze/kernel", sd["features.6.squeeze.weight"].transpose(2, 3, 1, 0)
     )
     assign("fire6_squeeze/bias", sd["features.6.squeeze.bias"])
     # fire6_expand1x1: Conv2D <- features.6.expand1x1 (spec line 17)
@@ -476,8 +403,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("fire6_expand3x3/bias", sd["features.6.expand3x3.bias"])
     # fire7_squeeze: Conv2D <- features.7.squeeze (spec line 15)
     assign(
-        "fire7_squeeze/kernel",
-        sd["features.7.squeeze.weight"].transpose(2, 3, 1, 0),
+        "fire7_squeeze/kernel", sd["features.7.squeeze.weight"].transpose(2, 3, 1, 0)
     )
     assign("fire7_squeeze/bias", sd["features.7.squeeze.bias"])
     # fire7_expand1x1: Conv2D <- features.7.expand1x1 (spec line 17)
@@ -494,8 +420,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("fire7_expand3x3/bias", sd["features.7.expand3x3.bias"])
     # fire9_squeeze: Conv2D <- features.9.squeeze (spec line 15)
     assign(
-        "fire9_squeeze/kernel",
-        sd["features.9.squeeze.weight"].transpose(2, 3, 1, 0),
+        "fire9_squeeze/kernel", sd["features.9.squeeze.weight"].transpose(2, 3, 1, 0)
     )
     assign("fire9_squeeze/bias", sd["features.9.squeeze.bias"])
     # fire9_expand1x1: Conv2D <- features.9.expand1x1 (spec line 17)
@@ -512,8 +437,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("fire9_expand3x3/bias", sd["features.9.expand3x3.bias"])
     # fire10_squeeze: Conv2D <- features.10.squeeze (spec line 15)
     assign(
-        "fire10_squeeze/kernel",
-        sd["features.10.squeeze.weight"].transpose(2, 3, 1, 0),
+        "fire10_squeeze/kernel", sd["features.10.squeeze.weight"].transpose(2, 3, 1, 0)
     )
     assign("fire10_squeeze/bias", sd["features.10.squeeze.bias"])
     # fire10_expand1x1: Conv2D <- features.10.expand1x1 (spec line 17)
@@ -530,8 +454,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("fire10_expand3x3/bias", sd["features.10.expand3x3.bias"])
     # fire11_squeeze: Conv2D <- features.11.squeeze (spec line 15)
     assign(
-        "fire11_squeeze/kernel",
-        sd["features.11.squeeze.weight"].transpose(2, 3, 1, 0),
+        "fire11_squeeze/kernel", sd["features.11.squeeze.weight"].transpose(2, 3, 1, 0)
     )
     assign("fire11_squeeze/bias", sd["features.11.squeeze.bias"])
     # fire11_expand1x1: Conv2D <- features.11.expand1x1 (spec line 17)
@@ -548,8 +471,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     assign("fire11_expand3x3/bias", sd["features.11.expand3x3.bias"])
     # fire12_squeeze: Conv2D <- features.12.squeeze (spec line 15)
     assign(
-        "fire12_squeeze/kernel",
-        sd["features.12.squeeze.weight"].transpose(2, 3, 1, 0),
+        "fire12_squeeze/kernel", sd["features.12.squeeze.weight"].transpose(2, 3, 1, 0)
     )
     assign("fire12_squeeze/bias", sd["features.12.squeeze.bias"])
     # fire12_expand1x1: Conv2D <- features.12.expand1x1 (spec line 17)

@@ -101,75 +101,59 @@ def build_model() -> keras.Model:
     """The Keras model, with the spec's layer names and uninitialised weights."""
     ids = keras.Input(shape=(16,), dtype="int64", name="ids")
     attention_mask = keras.Input(shape=(16,), dtype="int64", name="attention_mask")
-    embedding = keras.layers.Embedding(
-        input_dim=1000,
-        output_dim=64,
-        name="embedding",
-    )(ids)
+    embedding = keras.layers.Embedding(input_dim=1000, output_dim=64, name="embedding")(
+        ids
+    )
     mask = keras.layers.Reshape(target_shape=(1, 16), name="mask")(attention_mask)
     # layers_0: post_norm(heads=4, head_dim=16, width=64, feedforward=128, activation='relu', mask='mask') <- encoder.layers.0 (spec line 35)
     layers_0_self_attn = keras.layers.MultiHeadAttention(
-        num_heads=4,
-        key_dim=16,
-        name="layers_0_self_attn",
+        num_heads=4, key_dim=16, name="layers_0_self_attn"
     )(embedding, embedding, attention_mask=mask)
-    layers_0_add1 = keras.layers.Add(
-        name="layers_0_add1",
-    )([embedding, layers_0_self_attn])
+    layers_0_add1 = keras.layers.Add(name="layers_0_add1")(
+        [embedding, layers_0_self_attn]
+    )
     layers_0_norm1 = keras.layers.LayerNormalization(
-        epsilon=1e-05,
-        name="layers_0_norm1",
+        epsilon=1e-05, name="layers_0_norm1"
     )(layers_0_add1)
-    layers_0_linear1 = keras.layers.Dense(
-        units=128,
-        name="layers_0_linear1",
-    )(layers_0_norm1)
+    layers_0_linear1 = keras.layers.Dense(units=128, name="layers_0_linear1")(
+        layers_0_norm1
+    )
     layers_0_activation = keras.layers.Activation(
-        activation="relu",
-        name="layers_0_activation",
+        activation="relu", name="layers_0_activation"
     )(layers_0_linear1)
-    layers_0_linear2 = keras.layers.Dense(
-        units=64,
-        name="layers_0_linear2",
-    )(layers_0_activation)
-    layers_0_add2 = keras.layers.Add(
-        name="layers_0_add2",
-    )([layers_0_norm1, layers_0_linear2])
+    layers_0_linear2 = keras.layers.Dense(units=64, name="layers_0_linear2")(
+        layers_0_activation
+    )
+    layers_0_add2 = keras.layers.Add(name="layers_0_add2")(
+        [layers_0_norm1, layers_0_linear2]
+    )
     layers_0_norm2 = keras.layers.LayerNormalization(
-        epsilon=1e-05,
-        name="layers_0_norm2",
+        epsilon=1e-05, name="layers_0_norm2"
     )(layers_0_add2)
     # layers_1: post_norm(heads=4, head_dim=16, width=64, feedforward=128, activation='relu', mask='mask') <- encoder.layers.1 (spec line 35)
     layers_1_self_attn = keras.layers.MultiHeadAttention(
-        num_heads=4,
-        key_dim=16,
-        name="layers_1_self_attn",
+        num_heads=4, key_dim=16, name="layers_1_self_attn"
     )(layers_0_norm2, layers_0_norm2, attention_mask=mask)
-    layers_1_add1 = keras.layers.Add(
-        name="layers_1_add1",
-    )([layers_0_norm2, layers_1_self_attn])
+    layers_1_add1 = keras.layers.Add(name="layers_1_add1")(
+        [layers_0_norm2, layers_1_self_attn]
+    )
     layers_1_norm1 = keras.layers.LayerNormalization(
-        epsilon=1e-05,
-        name="layers_1_norm1",
+        epsilon=1e-05, name="layers_1_norm1"
     )(layers_1_add1)
-    layers_1_linear1 = keras.layers.Dense(
-        units=128,
-        name="layers_1_linear1",
-    )(layers_1_norm1)
+    layers_1_linear1 = keras.layers.Dense(units=128, name="layers_1_linear1")(
+        layers_1_norm1
+    )
     layers_1_activation = keras.layers.Activation(
-        activation="relu",
-        name="layers_1_activation",
+        activation="relu", name="layers_1_activation"
     )(layers_1_linear1)
-    layers_1_linear2 = keras.layers.Dense(
-        units=64,
-        name="layers_1_linear2",
-    )(layers_1_activation)
-    layers_1_add2 = keras.layers.Add(
-        name="layers_1_add2",
-    )([layers_1_norm1, layers_1_linear2])
+    layers_1_linear2 = keras.layers.Dense(units=64, name="layers_1_linear2")(
+        layers_1_activation
+    )
+    layers_1_add2 = keras.layers.Add(name="layers_1_add2")(
+        [layers_1_norm1, layers_1_linear2]
+    )
     layers_1_norm2 = keras.layers.LayerNormalization(
-        epsilon=1e-05,
-        name="layers_1_norm2",
+        epsilon=1e-05, name="layers_1_norm2"
     )(layers_1_add2)
     return keras.Model(
         inputs={"ids": ids, "attention_mask": attention_mask},

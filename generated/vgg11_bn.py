@@ -108,114 +108,74 @@ def build_model() -> keras.Model:
     image = keras.Input(shape=(224, 224, 3), dtype="float32", name="image")
     # conv0: conv_bn_relu(filters=64, conv='0', bn='1') <- features (spec line 22)
     conv0_conv = keras.layers.Conv2D(
-        filters=64,
-        kernel_size=3,
-        padding="same",
-        name="conv0_conv",
+        filters=64, kernel_size=3, padding="same", name="conv0_conv"
     )(image)
     conv0_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="conv0_bn",
+        epsilon=1e-05, momentum=0.9, name="conv0_bn"
     )(conv0_conv)
     conv0_relu = keras.layers.ReLU(name="conv0_relu")(conv0_bn)
     # top level
     pool3 = keras.layers.MaxPooling2D(pool_size=2, name="pool3")(conv0_relu)
     # conv4: conv_bn_relu(filters=128, conv='4', bn='5') <- features (spec line 24)
     conv4_conv = keras.layers.Conv2D(
-        filters=128,
-        kernel_size=3,
-        padding="same",
-        name="conv4_conv",
+        filters=128, kernel_size=3, padding="same", name="conv4_conv"
     )(pool3)
     conv4_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="conv4_bn",
+        epsilon=1e-05, momentum=0.9, name="conv4_bn"
     )(conv4_conv)
     conv4_relu = keras.layers.ReLU(name="conv4_relu")(conv4_bn)
     # top level
     pool7 = keras.layers.MaxPooling2D(pool_size=2, name="pool7")(conv4_relu)
     # conv8: conv_bn_relu(filters=256, conv='8', bn='9') <- features (spec line 26)
     conv8_conv = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        padding="same",
-        name="conv8_conv",
+        filters=256, kernel_size=3, padding="same", name="conv8_conv"
     )(pool7)
     conv8_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="conv8_bn",
+        epsilon=1e-05, momentum=0.9, name="conv8_bn"
     )(conv8_conv)
     conv8_relu = keras.layers.ReLU(name="conv8_relu")(conv8_bn)
     # conv11: conv_bn_relu(filters=256, conv='11', bn='12') <- features (spec line 27)
     conv11_conv = keras.layers.Conv2D(
-        filters=256,
-        kernel_size=3,
-        padding="same",
-        name="conv11_conv",
+        filters=256, kernel_size=3, padding="same", name="conv11_conv"
     )(conv8_relu)
     conv11_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="conv11_bn",
+        epsilon=1e-05, momentum=0.9, name="conv11_bn"
     )(conv11_conv)
     conv11_relu = keras.layers.ReLU(name="conv11_relu")(conv11_bn)
     # top level
     pool14 = keras.layers.MaxPooling2D(pool_size=2, name="pool14")(conv11_relu)
     # conv15: conv_bn_relu(filters=512, conv='15', bn='16') <- features (spec line 29)
     conv15_conv = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=3,
-        padding="same",
-        name="conv15_conv",
+        filters=512, kernel_size=3, padding="same", name="conv15_conv"
     )(pool14)
     conv15_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="conv15_bn",
+        epsilon=1e-05, momentum=0.9, name="conv15_bn"
     )(conv15_conv)
     conv15_relu = keras.layers.ReLU(name="conv15_relu")(conv15_bn)
     # conv18: conv_bn_relu(filters=512, conv='18', bn='19') <- features (spec line 30)
     conv18_conv = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=3,
-        padding="same",
-        name="conv18_conv",
+        filters=512, kernel_size=3, padding="same", name="conv18_conv"
     )(conv15_relu)
     conv18_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="conv18_bn",
+        epsilon=1e-05, momentum=0.9, name="conv18_bn"
     )(conv18_conv)
     conv18_relu = keras.layers.ReLU(name="conv18_relu")(conv18_bn)
     # top level
     pool21 = keras.layers.MaxPooling2D(pool_size=2, name="pool21")(conv18_relu)
     # conv22: conv_bn_relu(filters=512, conv='22', bn='23') <- features (spec line 32)
     conv22_conv = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=3,
-        padding="same",
-        name="conv22_conv",
+        filters=512, kernel_size=3, padding="same", name="conv22_conv"
     )(pool21)
     conv22_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="conv22_bn",
+        epsilon=1e-05, momentum=0.9, name="conv22_bn"
     )(conv22_conv)
     conv22_relu = keras.layers.ReLU(name="conv22_relu")(conv22_bn)
     # conv25: conv_bn_relu(filters=512, conv='25', bn='26') <- features (spec line 33)
     conv25_conv = keras.layers.Conv2D(
-        filters=512,
-        kernel_size=3,
-        padding="same",
-        name="conv25_conv",
+        filters=512, kernel_size=3, padding="same", name="conv25_conv"
     )(conv22_relu)
     conv25_bn = keras.layers.BatchNormalization(
-        epsilon=1e-05,
-        momentum=0.9,
-        name="conv25_bn",
+        epsilon=1e-05, momentum=0.9, name="conv25_bn"
     )(conv25_conv)
     conv25_relu = keras.layers.ReLU(name="conv25_relu")(conv25_bn)
     # top level

@@ -30,7 +30,7 @@ check: $(STAMP)
 	$(VENV)/bin/torch2keras check specs
 
 # Conversion time/memory, latency, graph ops and error vs nobuco and the floor
-# -> bench/RESULTS.md (~15 min; creates bench/.venv-nobuco on first use).
+# -> bench/RESULTS.md (7-15 min; creates bench/.venv-nobuco on first use).
 # BENCH_ARGS=--quick for a smoke run of seed_cnn only.
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)

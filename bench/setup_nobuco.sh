@@ -18,7 +18,7 @@ PYTHON="${PYTHON:-python3}"
 "$VENV/bin/python" -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 "$VENV/bin/python" -m pip install --quiet \
     "tensorflow-cpu==2.15.1" "keras==2.15.0" "numpy<2" "nobuco==0.17.0" \
-    safetensors psutil
+    safetensors
 # Fail here, not in the middle of a benchmark, if the combination does not import.
 "$VENV/bin/python" -c "import torch, tensorflow, keras, nobuco; print('nobuco env:', 'torch', torch.__version__, 'tensorflow', tensorflow.__version__, 'keras', keras.__version__)"
 touch "$VENV/.installed"

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check clean
+.PHONY: demo test check bench clean
 
 # torch and torchvision are pinned to the releases this project's machines keep
 # on local disk (an unpinned torch downloads several GB); tensorflow-cpu is the
@@ -30,6 +30,12 @@ test: $(STAMP)
 # Fails when generated/ is not what specs/ compile to.
 check: $(STAMP)
 	$(VENV)/bin/torch2keras check specs
+
+# Conversion time/memory, latency, graph ops and error vs nobuco and the floor
+# -> bench/RESULTS.md (7-15 min; creates bench/.venv-nobuco on first use).
+# BENCH_ARGS=--quick for a smoke run of seed_cnn only.
+bench: $(STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -1,0 +1,287 @@
+"""One measurement, in the project's environment; bench/run.py starts it as a fresh process.
+
+    worker.py prepare NAME FACTORY SHAPE OUT_JSON    seeded checkpoint + inputs + PyTorch outputs
+    worker.py ours    NAME FACTORY SHAPE OUT_JSON    time generated/NAME.py convert()
+    worker.py floor   NAME FACTORY SHAPE OUT_JSON    time build_model() + read + set_weights
+    worker.py latency-ours    NAME FACTORY SHAPE -   our model: latency, error, ops
+    worker.py latency-pytorch NAME FACTORY SHAPE -   PyTorch eager latency
+
+SHAPE is the PyTorch input shape without batch, comma-separated (3,224,224).
+Files go to bench/out/NAME.*; the result is one JSON object in OUT_JSON, except
+for the latency commands, which answer bench/run.py's requests on stdout
+(common.serve_latency) and take `-` for OUT_JSON.
+
+`ours`, `floor` and `latency-ours` import neither torch nor compiler.parity
+(which imports torch): a user of a generated module needs only keras, numpy
+and safetensors, and torch would inflate time and memory. `latency-pytorch`
+imports no tensorflow (see common.serve_latency for why).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+START = time.perf_counter()  # before the heavy imports: `import_s` counts them
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from bench.common import (  # noqa: E402
+    ROOT,
+    channels_last,
+    graph_op_counts,
+    max_abs_error,
+    peak_rss_mb,
+    protocol_channel,
+    rss_mb,
+    serve_latency,
+    write_json,
+)
+
+OUT = ROOT / "bench" / "out"
+
+
+def import_generated(name: str):
+    """Import generated/NAME.py from its file (generated/ is not a package)."""
+    path = ROOT / "generated" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"generated_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def paths(name: str) -> tuple[Path, Path]:
+    return OUT / f"{name}.safetensors", OUT / f"{name}.npz"
+
+
+def prepare(name: str, factory: str, shape: tuple[int, ...]) -> dict:
+    """Seeded random PyTorch weights saved as .safetensors, plus inputs and outputs."""
+    from compiler import frameworks
+
+    frameworks.import_torch_first()
+    import numpy as np
+    import torch
+
+    from compiler import parity
+
+    model = parity.randomize_(parity.build(factory), seed=0)
+    checkpoint, arrays = paths(name)
+    parity.save_checkpoint(model, checkpoint)
+    inputs = {
+        "x1": parity.random_input((1, *shape), seed=1),
+        "x8": parity.random_input((8, *shape), seed=2),
+    }
+    outputs = {
+        f"y{key[1:]}": parity.torch_output(model, x) for key, x in inputs.items()
+    }
+    np.savez(arrays, **inputs, **outputs)
+
+    import keras
+    import tensorflow as tf
+
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "checkpoint_mb": checkpoint.stat().st_size / 2**20,
+        "versions": {
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+            "torch": torch.__version__,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def check_output(keras_model, name: str) -> float:
+    """Max abs error of a converted model on the batch-1 input (after timing)."""
+    import numpy as np
+
+    with np.load(paths(name)[1]) as data:
+        x1, y1 = data["x1"], data["y1"]
+    return max_abs_error(y1, np.asarray(keras_model(channels_last(x1), training=False)))
+
+
+def convert_ours(name: str) -> dict:
+    """Our generated convert(), from the .safetensors checkpoint."""
+    import keras  # noqa: F401  (what the generated module imports first)
+    import safetensors.numpy  # noqa: F401  (read_checkpoint's lazy import: not conversion)
+
+    module = import_generated(name)
+    checkpoint = paths(name)[0]
+    import_s = time.perf_counter() - START
+    rss_before = rss_mb()
+    start = time.perf_counter()
+    model = module.convert(checkpoint)
+    convert_s = time.perf_counter() - start
+    peak = peak_rss_mb()
+    return {
+        "import_s": import_s,
+        "convert_s": convert_s,
+        "peak_rss_mb": peak,
+        "convert_rss_mb": peak - rss_before,
+        "max_abs_error": check_output(model, name),
+    }
+
+
+def to_keras_layout(layer, slot: str, array):
+    """The layout change every converter must make for one weight, by slot and rank.
+
+    Conv kernels OIHW -> HWIO, depthwise (C, 1, H, W) -> (H, W, C, 1), Dense
+    (out, in) -> (in, out); a Dense fed by a Flatten of an (H, W, C) map also
+    reorders its inputs from PyTorch's (C, H, W) flatten order.
+    """
+    import keras
+
+    if slot != "kernel":
+        return array  # biases, BatchNorm statistics: same layout on both sides
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return array.transpose(2, 3, 0, 1)
+    if array.ndim == 4:
+        return array.transpose(2, 3, 1, 0)
+    if array.ndim == 3:
+        return array.transpose(2, 1, 0)
+    source = layer.input._keras_history.operation
+    if isinstance(source, keras.layers.Flatten) and len(source.input.shape) == 4:
+        height, width, channels = source.input.shape[1:]
+        units = array.shape[0]
+        array = array.reshape(units, channels, height, width).transpose(0, 2, 3, 1)
+        array = array.reshape(units, -1)
+    return array.T
+
+
+def convert_floor(name: str) -> dict:
+    """The least any converter must do: build, read, change layouts, set_weights.
+
+    No key or shape checks, no per-weight error messages: a plain loop over
+    the model's weights and one Model.set_weights(). The PyTorch key of each
+    Keras weight comes from the generated module's SOURCES table.
+    """
+    import keras  # noqa: F401
+    from safetensors.numpy import load_file
+
+    module = import_generated(name)
+    checkpoint = paths(name)[0]
+    import_s = time.perf_counter() - START
+    rss_before = rss_mb()
+    start = time.perf_counter()
+    model = module.build_model()
+    state_dict = load_file(str(checkpoint))
+    key_of = {target: key for key, (_, target, _) in module.SOURCES.items()}
+    layers = {layer.name: layer for layer in model.layers}
+    arrays = []
+    for variable in model.weights:
+        layer_name, slot = variable.path.rsplit("/", 1)
+        array = state_dict[key_of[variable.path]]
+        arrays.append(to_keras_layout(layers[layer_name], slot, array))
+    model.set_weights(arrays)
+    convert_s = time.perf_counter() - start
+    peak = peak_rss_mb()
+    return {
+        "import_s": import_s,
+        "convert_s": convert_s,
+        "peak_rss_mb": peak,
+        "convert_rss_mb": peak - rss_before,
+        "max_abs_error": check_output(model, name),
+    }
+
+
+def load_inputs(name: str) -> dict:
+    import numpy as np
+
+    with np.load(paths(name)[1]) as data:
+        return {key: data[key] for key in data.files}
+
+
+def latency_ours(name: str) -> None:
+    """Our converted model, called through tf.function; no torch in this process."""
+    channel = protocol_channel()
+    import keras
+    import tensorflow as tf
+
+    keras_model = import_generated(name).convert(paths(name)[0])
+
+    @tf.function(reduce_retracing=True)
+    def ours(x):
+        return keras_model(x, training=False)
+
+    data = load_inputs(name)
+    inputs = {batch: tf.constant(channels_last(data[batch])) for batch in ("x1", "x8")}
+
+    def finish() -> dict:
+        ops = graph_op_counts(ours, (1, *channels_last(data["x1"]).shape[1:]))
+        layers = [type(layer).__name__ for layer in keras_model.layers]
+        return {
+            "max_abs_error": max_abs_error(data["y8"], ours(inputs["x8"])),
+            "transpose_ops": ops["Transpose"] + ops["ConjugateTranspose"],
+            "graph_ops": sum(ops.values()),
+            "top_ops": ops.most_common(8),
+            "transpose_layers": layers.count("Permute"),  # Keras 3 has no TFOpLambda
+            "lambda_layers": layers.count("Lambda"),
+            "keras_layers": len(layers),
+            "keras_backend": keras.backend.backend(),
+        }
+
+    serve_latency(
+        channel,
+        {batch: (lambda x=x: ours(x).numpy()) for batch, x in inputs.items()},
+        finish,
+    )
+
+
+def latency_pytorch(name: str, factory: str) -> None:
+    """PyTorch eager under no_grad, from the same checkpoint; no tensorflow here."""
+    channel = protocol_channel()
+    import torch
+    from safetensors.torch import load_file
+
+    from compiler import parity
+
+    model = parity.build(factory)
+    model.load_state_dict(load_file(str(paths(name)[0])))
+    data = load_inputs(name)
+    inputs = {batch: torch.from_numpy(data[batch]) for batch in ("x1", "x8")}
+
+    def pytorch(x):
+        with torch.no_grad():
+            return model(x).numpy()
+
+    def finish() -> dict:
+        # Same weights, same input, same torch: the reference must reproduce.
+        return {
+            "max_abs_error": max_abs_error(data["y8"], pytorch(inputs["x8"])),
+            "torch_threads": torch.get_num_threads(),
+        }
+
+    serve_latency(
+        channel,
+        {batch: (lambda x=x: pytorch(x)) for batch, x in inputs.items()},
+        finish,
+    )
+
+
+def main() -> None:
+    command, name, factory, shape, out_json = sys.argv[1:6]
+    shape = tuple(int(size) for size in shape.split(","))
+    if command == "prepare":
+        result = prepare(name, factory, shape)
+    elif command == "ours":
+        result = convert_ours(name)
+    elif command == "floor":
+        result = convert_floor(name)
+    elif command == "latency-ours":
+        return latency_ours(name)  # answers on stdout: see common.serve_latency
+    elif command == "latency-pytorch":
+        return latency_pytorch(name, factory)
+    else:
+        raise SystemExit(f"unknown command {command!r}")
+    write_json(out_json, result)
+
+
+if __name__ == "__main__":
+    main()

@@ -498,3 +498,38 @@ def test_verify_passes_on_sequence_specs(name, factory, tmp_path, capsys):
     outputs = [row for row in rows if "(output)" in row]
     assert len(outputs) == len(build.generate(SPECS / f"{name}.yaml").module.outputs)
     assert all("ok" in row for row in outputs)
+
+
+@pytest.mark.parametrize(
+    "factory, shape",
+    [
+        ("examples.seed:SeedCNN", "2,3,32,32"),
+        ("torchvision.models:resnet18", "1,3,224,224"),
+        ("torchvision.models:mobilenet_v2", "1,3,224,224"),
+    ],
+    ids=["seed_cnn", "resnet18", "mobilenet_v2"],
+)
+def test_scaffold_then_compile_then_verify(factory, shape, tmp_path, capsys):
+    """The authoring workflow through the CLI, with zero hand edits."""
+    project = tmp_path / "project"
+    (project / "specs").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    spec = project / "specs" / "drafted.yaml"
+    assert cli.main(["scaffold", factory, "--input-shape", shape, "-o", str(spec)]) == 0
+    assert cli.main(["compile", str(spec)]) == 0
+    assert (project / "generated" / "drafted.py").is_file()
+    checkpoint = _checkpoint(factory, tmp_path / "weights.safetensors")
+    capsys.readouterr()
+    status, out, err = _verify(
+        capsys,
+        spec,
+        "--checkpoint",
+        checkpoint,
+        "--model",
+        factory,
+        "--input-shape",
+        shape,
+    )
+    assert status == 0, out + err
+    rows = _table_rows(out)
+    assert len(rows) > 3 and all("FAIL" not in row for row in rows)

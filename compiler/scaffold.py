@@ -39,7 +39,9 @@ changes that record, not the graph.
 Limits: only tensors with the input's batch axis are mapped; parameters read
 in forward() outside a module call (class tokens, layer scales), shared
 weights (a module called twice) and ops with several outputs (chunk, split,
-attention) become placeholders. Repeated structure is not folded into blocks.
+attention) become placeholders, except a batch-first nn.LSTM/GRU's tuple,
+whose `output` and last layer's h_n[-1] map (see _Drafter.rnn). Repeated
+structure is not folded into blocks.
 
 This module imports torch (through frameworks.import_torch_first), never keras.
 """
@@ -110,6 +112,25 @@ class Layer:
     weights: dict[str, Any] | None = None
     comment: str | None = None  # written above the layer
     shape: tuple[int, ...] | None = None  # Keras output shape, batch omitted
+
+
+@dataclass(frozen=True)
+class _RNNRun:
+    """A drafted nn.LSTM/GRU call: what its tuple's parts map to in Keras."""
+
+    module: nn.Module
+    # The last Keras layer returns the whole sequence (PyTorch's `output`)
+    # when forward() reads it, else its last step (PyTorch's h_n[-1]); the
+    # one it does not return is None.
+    sequence: Tensor | None
+    last: Tensor | None
+    why_not_last: str  # why h_n[-1] has no Keras tensor, when `last` is None
+    final: Tensor  # the last Keras layer's output, whichever it is
+
+    @property
+    def states(self) -> int:
+        """h_n's first axis: one row per layer and direction."""
+        return self.module.num_layers * (2 if self.module.bidirectional else 1)
 
 
 @dataclass(frozen=True)
@@ -375,6 +396,34 @@ def _permutation(node: fx.Node, args, kwargs, rank: int) -> tuple[int, ...]:
     return tuple(d % rank for d in dims)
 
 
+def _reads(node: fx.Node, index) -> list[fx.Node]:
+    """The `node[index]` nodes that something reads (fx keeps unread ones)."""
+    return [
+        user
+        for user in node.users
+        if user.op == "call_function"
+        and user.target is operator.getitem
+        and user.args[1] == index
+        and user.users
+    ]
+
+
+def _is_last_row(index, rows: int) -> bool:
+    """Whether `index` picks h_n's last row (-1, or rows - 1)."""
+    return (
+        isinstance(index, int)
+        and not isinstance(index, bool)
+        and index % rows == rows - 1
+    )
+
+
+def _index_text(index) -> str:
+    if isinstance(index, slice):
+        parts = [index.start, index.stop] + ([index.step] if index.step else [])
+        return ":".join("" if p is None else str(p) for p in parts)
+    return str(index)
+
+
 def _is_stochastic_depth_function(target) -> bool:
     return getattr(target, "__name__", "") == "stochastic_depth" and getattr(
         target, "__module__", ""
@@ -444,6 +493,14 @@ _POOL_PARAMETERS = {
         ("divisor_override", None),
     ],
 }
+# PyTorch recurrent modules -> the Keras layer type of one of their layers
+# (compiler/layers.py reads the keys weight_ih_l{torch_layer}..., for a
+# bidirectional one also the _reverse keys, inside Bidirectional).
+_RNNS = {nn.LSTM: "LSTM", nn.GRU: "GRU"}
+_C_N = (
+    "it reads c_n, the LSTM's final cell state, which the Keras LSTM layer here "
+    "does not return"
+)
 # What the resolver's flatten-order lint (W500) looks through.
 _ORDER_PRESERVING = ("Dropout", "ReLU", "Activation")
 
@@ -471,6 +528,9 @@ class _Drafter:
         self.paired_weights: set[str] = set()
         # Flatten nodes whose work the global pooling before them already did.
         self.fused: dict[fx.Node, Tensor] = {}
+        # An LSTM/GRU returns a tuple: the nodes that hold it or a part of it
+        # (the tuple, LSTM's (h_n, c_n), h_n) -> the drafted run and which part.
+        self.rnn_parts: dict[fx.Node, tuple[_RNNRun, str]] = {}
 
     def run(self, dtypes: list[str]) -> None:
         placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
@@ -532,14 +592,25 @@ class _Drafter:
             self.used_modules.add(node.target)
         shape = self.meta_shape(node)
         layers_before, names_before = len(self.layers), set(self.names)
+        paired_before = set(self.paired_weights)
         try:
-            if shape is None:
+            if self.is_rnn(node) or self.reads_rnn(node):
+                # Checked before the shape: these return tuples, and h_n is
+                # (layers, batch, units), not batch-first.
+                result = self.rnn_part(node, shape)
+            elif shape is None:
                 raise _Unmappable(self.not_one_tensor(node))
-            result = self.map(node, shape)
+            else:
+                result = self.map(node, shape)
         except _Unmappable as exc:
             del self.layers[layers_before:]  # what it drafted before failing
             self.names = names_before
+            self.paired_weights = paired_before
             inputs = [self.values.get(n) for n in node.all_input_nodes]
+            if self.reads_rnn(node):
+                # A tuple part has no tensor: the placeholder reads the RNN's
+                # last Keras layer, so the draft stays one connected graph.
+                inputs = [self.rnn_parts[node.args[0]][0].final]
             result = self.placeholder(
                 self.base_name(node),
                 self.describe(node),
@@ -640,18 +711,25 @@ class _Drafter:
             raise _Unmappable("its input comes from an unmapped op of unknown shape")
         return value
 
-    def pair(self, node: fx.Node | None, keras: str, flat_from) -> str | None:
-        """The `torch:` of a module's layer, or None where it must not pair."""
+    def pair(
+        self, node: fx.Node | None, keras: str, flat_from, torch_layer: int = 0
+    ) -> str | None:
+        """The `torch:` of a module's layer, or None where it must not pair.
+
+        `torch_layer`: which layer of a stacked LSTM/GRU; each Keras layer of
+        it pairs with the same module but maps its own keys (weight_ih_l1, ...).
+        """
         if node is None or node.op != "call_module":
             return None
         path = node.target
         if LAYER_TYPES[keras].default_rule:
-            if path in self.paired_weights:
+            key = path if torch_layer == 0 else f"{path}#l{torch_layer}"
+            if key in self.paired_weights:
                 raise _Unmappable(
                     "it is called a second time (shared weights), and a spec maps "
                     "each PyTorch key once"
                 )
-            self.paired_weights.add(path)
+            self.paired_weights.add(key)
             return path
         if self.last_call.get(path) is not node or flat_from is not None:
             return None  # verify would compare it with another output
@@ -692,7 +770,7 @@ class _Drafter:
                 f"scaffold drafted {keras} {args}, which gives {tuple(keras_shape)} "
                 f"where PyTorch gives {out.keras_shape} (Keras layout)"
             )
-        torch_path = self.pair(node, keras, flat_from)
+        torch_path = self.pair(node, keras, flat_from, args.get("torch_layer", 0))
         name = self.unique(base or self.base_name(node))
         self.layers.append(
             Layer(
@@ -1007,6 +1085,163 @@ class _Drafter:
         args = {"input_dim": m.num_embeddings, "output_dim": m.embedding_dim}
         return self.layer(
             node, "Embedding", [x], args, shape=shape, channels_last=False
+        )
+
+    # --- LSTM / GRU ------------------------------------------------------------
+    #
+    # fx records `output, h_n = self.gru(x)` as the module call, which returns
+    # a tuple, and getitem nodes reading it: [0] is `output`, [1] is h_n (an
+    # LSTM's (h_n, c_n)), then h_n[-1]. The call drafts one Keras layer per
+    # PyTorch layer; the reads resolve to those layers' outputs, or become
+    # placeholders where no drafted layer gives what they read.
+
+    def is_rnn(self, node: fx.Node) -> bool:
+        return node.op == "call_module" and isinstance(
+            self.gm.get_submodule(node.target), tuple(_RNNS)
+        )
+
+    def reads_rnn(self, node: fx.Node) -> bool:
+        return (
+            node.op == "call_function"
+            and node.target is operator.getitem
+            and node.args[0] in self.rnn_parts
+        )
+
+    def rnn_part(self, node: fx.Node, shape) -> Tensor | None:
+        """An LSTM/GRU call, or an index into what it returned."""
+        if self.is_rnn(node):
+            if node.target in self.untraceable:
+                raise _Unmappable(self.untraceable[node.target])
+            args = fx.node.map_arg(node.args, self.values.get)
+            if len(node.args) != 1 or node.kwargs:
+                raise _Unmappable(
+                    "it is given an initial state, and the Keras layers here start "
+                    "from zeros"
+                )
+            self.rnn(node, self.gm.get_submodule(node.target), self.tensor(args[0]))
+            return None  # a tuple: only its parts are tensors
+        run, part = self.rnn_parts[node.args[0]]
+        index = node.args[1]
+        if not node.users:
+            return None  # `_, h_n = ...`: the part nobody reads needs no layer
+        if part == "tuple" and index == 0:
+            return run.sequence  # drafted whenever `output` is read
+        if part == "tuple" and index == 1:
+            lstm = isinstance(run.module, nn.LSTM)
+            return self.rnn_state(node, run, "(h_n, c_n)" if lstm else "h_n")
+        if part == "(h_n, c_n)" and index in (0, 1):
+            return self.rnn_state(node, run, ("h_n", "c_n")[index])
+        if part == "c_n":
+            raise _Unmappable(_C_N)
+        if part == "h_n" and _is_last_row(index, run.states):
+            if run.last is None:
+                raise _Unmappable(run.why_not_last)
+            return run.last
+        raise _Unmappable(
+            f"it reads {part}[{_index_text(index)}]; scaffold maps the last layer's "
+            "h_n[-1] of a unidirectional LSTM/GRU, and `output`"
+        )
+
+    def rnn_state(self, node: fx.Node, run: _RNNRun, part: str) -> None:
+        """h_n, c_n or LSTM's (h_n, c_n): no tensor of its own; its reads are
+        resolved one by one. Read whole, it becomes one placeholder."""
+        if part == "c_n" and node.users:
+            # Whatever is read of it: one placeholder here, not one per read.
+            raise _Unmappable(_C_N)
+        if any(user.target is not operator.getitem for user in node.users):
+            raise _Unmappable(
+                f"forward() uses {part} whole; it is (layers x directions, batch, "
+                "units), not batch-first, and scaffold maps h_n[-1] and `output`"
+            )
+        self.rnn_parts[node] = (run, part)
+        return None
+
+    def rnn(self, node: fx.Node, m: nn.Module, x: Tensor) -> None:
+        """One Keras layer per PyTorch layer, Bidirectional-wrapped if it is.
+
+        Every layer but the last returns its sequence, as PyTorch feeds each
+        layer the whole output of the one before. The last returns its
+        sequence if forward() reads `output`, else its last step, which is
+        h_n[-1] (unidirectional) or [h_n[-2], h_n[-1]] (bidirectional).
+        """
+        kind = _RNNS[next(k for k in _RNNS if isinstance(m, k))]
+        if not m.batch_first:
+            raise _Unmappable(
+                "without batch_first it reads (time, batch, features), and Keras "
+                "RNNs read (batch, time, features)"
+            )
+        if m.proj_size:
+            raise _Unmappable("proj_size projects h; Keras's LSTM has no projection")
+        if x.channels_last or len(x.shape) != 2:
+            raise _Unmappable(
+                f"its input {x.shape} is not a (time, features) sequence laid out "
+                "alike in Keras"
+            )
+        # Which parts of the tuple forward() reads decides the last layer.
+        directions = 2 if m.bidirectional else 1
+        states = m.num_layers * directions
+        reads_output = bool(_reads(node, 0))
+        h_n = _reads(node, 1)
+        if kind == "LSTM":
+            h_n = [h for state in h_n for h in _reads(state, 0)]
+        reads_last = any(
+            _is_last_row(user.args[1], states)
+            for h in h_n
+            for user in h.users
+            if user.target is operator.getitem and user.users
+        )
+        why_not_last = (
+            "for a bidirectional layer h_n[-1] is the backward direction alone, "
+            "and Bidirectional returns both directions' last steps concatenated"
+            if m.bidirectional
+            else "forward() also reads `output`, so the last Keras layer returns "
+            "the whole sequence, and no layer here picks its last step"
+        )
+        units = m.hidden_size
+        steps = x.shape[0]
+        comment = None
+        if m.num_layers > 1:
+            comment = (
+                f"nn.{kind}(num_layers={m.num_layers}) is {m.num_layers} Keras "
+                "layers, each reading the whole sequence of the one before; "
+                "torch_layer k maps PyTorch's *_l{k} keys."
+            )
+        sequence = last = None
+        for layer in range(m.num_layers):
+            final = layer == m.num_layers - 1
+            return_sequences = not final or reads_output or not reads_last
+            args: dict[str, Any] = {"units": units}
+            keras = kind
+            if m.bidirectional:
+                keras, args = "Bidirectional", {"layer": kind, "units": units}
+            if return_sequences:
+                args["return_sequences"] = True
+            if not m.bias:
+                args["use_bias"] = False
+            if layer:
+                args["torch_layer"] = layer
+            out_shape = (
+                (steps, directions * units)
+                if return_sequences
+                else (directions * units,)
+            )
+            x = self.layer(
+                node,
+                keras,
+                [x],
+                args,
+                shape=out_shape,
+                channels_last=False,
+                base=node.target if m.num_layers == 1 else f"{node.target}_l{layer}",
+                comment=comment if layer == 0 else None,
+            )
+            if final and return_sequences:
+                sequence = x
+            elif final and not m.bidirectional:
+                last = x  # PyTorch's h_n[-1]
+        self.rnn_parts[node] = (
+            _RNNRun(m, sequence, last, why_not_last, x),
+            "tuple",
         )
 
     def pool(self, node, kind: str, p: dict, x: Tensor, shape) -> Tensor:

@@ -159,6 +159,38 @@ class Reuse(nn.Module):
         return self.relu(self.conv(x))
 
 
+class StackedGRU(nn.Module):
+    """A 2-layer GRU without biases, read through h_n[-1]: layer 1 returns its
+    sequence to layer 2, which returns its last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.gru = nn.GRU(8, 6, num_layers=2, bias=False, batch_first=True)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, ids):
+        _, h_n = self.gru(self.embed(ids))
+        return self.fc(h_n[-1])
+
+
+class CellState(nn.Module):
+    """RNN reads scaffold cannot map: an LSTM's c_n, an inner layer's h_n, and
+    h_n[-1] of a bidirectional GRU (its backward direction alone)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.lstm = nn.LSTM(8, 6, num_layers=2, batch_first=True)
+        self.bigru = nn.GRU(8, 6, bidirectional=True, batch_first=True)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        _, (h_n, c_n) = self.lstm(x)
+        _, h = self.bigru(x)
+        return c_n[-1] + h_n[0] + h[-1]
+
+
 # --- helpers -------------------------------------------------------------------
 
 
@@ -279,6 +311,52 @@ def test_integer_ids_match_pytorch(tmp_path):
     expected = torch_model(torch.from_numpy(ids)).detach().numpy()
     actual = np.asarray(keras_model(ids, training=False))
     assert parity.max_abs_error(expected, actual) <= 1e-5
+
+
+SEQUENCE_MODELS = [
+    ("examples.sequence:GRUClassifier", None),
+    ("examples.sequence:BiLSTMTagger", None),
+    ("tests.test_scaffold:StackedGRU", StackedGRU),
+]
+
+
+@pytest.mark.parametrize(
+    "factory, model", SEQUENCE_MODELS, ids=[m[0].split(":")[1] for m in SEQUENCE_MODELS]
+)
+def test_recurrent_models_match_pytorch(factory, model, tmp_path):
+    """nn.GRU / nn.LSTM on int64 token ids: the tuple they return is read
+    through getitem, h_n[-1] is the last layer's last step."""
+    torch_model = model().eval() if model else parity.build(factory)
+    result = draft(factory, (4, 16), torch_model, dtype="int64", name="recurrent")
+    assert result.unmapped == ()
+    assert result.diagnostics == ()
+    keras_model = convert(tmp_path, result.text, torch_model, "recurrent")
+    vocab = torch_model.embed.num_embeddings if model else 1000
+    ids, _ = parity.random_tokens(4, 16, vocab, seed=5)
+    expected = parity.torch_output(torch_model, ids)
+    actual = parity.keras_sequence_output(keras_model, ids)
+    assert np.abs(expected).max() > 0.01
+    assert parity.max_abs_error(expected, actual) <= 1e-4
+
+
+def test_recurrent_drafts_read_like_the_hand_written_specs():
+    gru = draft("examples.sequence:GRUClassifier", (4, 16), dtype="int64").text
+    assert "  - {name: gru, keras: GRU, torch: gru, args: {units: 64}}" in gru
+    lstm = draft("examples.sequence:BiLSTMTagger", (4, 16), dtype="int64").text
+    lines = lstm.splitlines()
+    assert (
+        "  - {name: lstm_l0, keras: Bidirectional, torch: lstm, args: {layer: LSTM, "
+        "units: 48, return_sequences: true}}" in lines
+    )
+    assert (
+        "  - {name: lstm_l1, keras: Bidirectional, torch: lstm, args: {layer: LSTM, "
+        "units: 48, return_sequences: true, torch_layer: 1}}" in lines
+    )
+    stacked = draft("tests.test_scaffold:StackedGRU", (4, 16), StackedGRU(), "int64")
+    assert (
+        "  - {name: gru_l1, keras: GRU, torch: gru, args: {units: 6, use_bias: false, "
+        "torch_layer: 1}}" in stacked.text.splitlines()
+    )
 
 
 # --- what scaffold cannot map -------------------------------------------------
@@ -415,3 +493,35 @@ def test_cli_model_errors(tmp_path, monkeypatch, capsys):
         capsys.readouterr().err
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unmappable_recurrent_reads_become_placeholders():
+    result = draft("tests.test_scaffold:CellState", (4, 16), CellState(), "int64")
+    lines = result.text.splitlines()
+    # The LSTM and the GRU are still drafted (the LSTM returns its sequence:
+    # forward() reads no h_n[-1]); each read no Keras layer gives is a
+    # placeholder naming the getitem and the module whose result it reads.
+    assert (
+        "  - {name: lstm_l1, keras: LSTM, torch: lstm, args: {units: 6, "
+        "return_sequences: true, torch_layer: 1}}" in lines
+    )
+    assert [line for line in lines if "UNMAPPED operator" in line] == [
+        "  - {name: lstm_getitem, keras: 'UNMAPPED operator.getitem in lstm.forward'}",
+        "  - {name: lstm_getitem_1, keras: 'UNMAPPED operator.getitem in "
+        "lstm.forward', inputs: [lstm_getitem]}",
+        "  - {name: lstm_getitem_2, keras: 'UNMAPPED operator.getitem in "
+        "lstm.forward', inputs: [lstm_l1]}",
+        "  - {name: bigru_getitem, keras: 'UNMAPPED operator.getitem in "
+        "bigru.forward', inputs: [bigru]}",
+    ]
+    why = [line.partition(": ")[2].partition(": ")[2] for line in result.unmapped]
+    assert why == [
+        "it reads c_n, the LSTM's final cell state, which the Keras LSTM layer "
+        "here does not return",
+        "its input comes from an unmapped op of unknown shape",  # c_n[-1]
+        "it reads h_n[0]; scaffold maps the last layer's h_n[-1] of a "
+        "unidirectional LSTM/GRU, and `output`",
+        "for a bidirectional layer h_n[-1] is the backward direction alone, and "
+        "Bidirectional returns both directions' last steps concatenated",
+    ]
+    assert sum(d.code == "E205" for d in result.diagnostics) == 4

@@ -501,21 +501,23 @@ def test_verify_passes_on_sequence_specs(name, factory, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "factory, shape",
+    "factory, shape, dtype",
     [
-        ("examples.seed:SeedCNN", "2,3,32,32"),
-        ("torchvision.models:resnet18", "1,3,224,224"),
-        ("torchvision.models:mobilenet_v2", "1,3,224,224"),
+        ("examples.seed:SeedCNN", "2,3,32,32", "float32"),
+        ("torchvision.models:resnet18", "1,3,224,224", "float32"),
+        ("torchvision.models:mobilenet_v2", "1,3,224,224", "float32"),
+        ("examples.sequence:GRUClassifier", "4,16", "int64"),
     ],
-    ids=["seed_cnn", "resnet18", "mobilenet_v2"],
+    ids=["seed_cnn", "resnet18", "mobilenet_v2", "gru_classifier"],
 )
-def test_scaffold_then_compile_then_verify(factory, shape, tmp_path, capsys):
+def test_scaffold_then_compile_then_verify(factory, shape, dtype, tmp_path, capsys):
     """The authoring workflow through the CLI, with zero hand edits."""
     project = tmp_path / "project"
     (project / "specs").mkdir(parents=True)
     (project / "pyproject.toml").write_text("")
     spec = project / "specs" / "drafted.yaml"
-    assert cli.main(["scaffold", factory, "--input-shape", shape, "-o", str(spec)]) == 0
+    draft = ["scaffold", factory, "--input-shape", shape, "--input-dtype", dtype]
+    assert cli.main([*draft, "-o", str(spec)]) == 0
     assert cli.main(["compile", str(spec)]) == 0
     assert (project / "generated" / "drafted.py").is_file()
     checkpoint = _checkpoint(factory, tmp_path / "weights.safetensors")

@@ -75,7 +75,8 @@ Activation = Literal[
     "softplus",
     "hard_sigmoid",
     "hard_silu",
-    "leaky_relu",
+    # Not "leaky_relu": Keras's slope defaults to 0.2, PyTorch's to 0.01. Use
+    # ReLU with negative_slope, which says the slope.
 ]
 
 
@@ -117,6 +118,17 @@ def _sides(value) -> tuple[tuple[int, int], tuple[int, int]]:
     if isinstance(value[0], int):
         return ((value[0], value[0]), (value[1], value[1]))
     return tuple(value)
+
+
+def _feature_axis(axis: int, rank: int) -> int:
+    """A Keras `axis` argument (it counts the batch axis: 1 is the first feature
+    axis, -1 the last) -> an index into our batchless shapes."""
+    if axis == 0 or not -rank <= axis <= rank:
+        raise ShapeError(
+            f"axis {axis} is not a feature axis of a rank-{rank} input (batch "
+            f"excluded): use 1..{rank} or -{rank}..-1"
+        )
+    return axis - 1 if axis > 0 else axis % rank
 
 
 def _window_out(
@@ -351,16 +363,21 @@ class Conv2DTranspose(LayerType):
         shape = inputs[0]
         _rank(shape, 3, cls.keras, "height, width, channels")
         kernel, strides = _pair(args.kernel_size), _pair(args.strides)
-        extra = (0, 0) if args.output_padding is None else _pair(args.output_padding)
-        if any(e >= s for e, s in zip(extra, strides)):
-            raise ShapeError("output_padding must be smaller than the stride")
-        if args.padding == "same":
-            spatial = tuple(n * s for n, s in zip(shape[:2], strides))
-        else:
+        if args.output_padding is None:
+            # Keras: valid -> n*s + max(k - s, 0), same -> n*s. PyTorch's full
+            # output is (n-1)*s + k: equal when k >= s; else give output_padding 0.
             spatial = tuple(
-                (n - 1) * s + k for n, s, k in zip(shape[:2], strides, kernel)
+                n * s + (max(k - s, 0) if args.padding == "valid" else 0)
+                for n, s, k in zip(shape[:2], strides, kernel)
             )
-        spatial = tuple(n + e for n, e in zip(spatial, extra))
+        else:
+            extra = _pair(args.output_padding)
+            if any(e >= s for e, s in zip(extra, strides)):
+                raise ShapeError("output_padding must be smaller than the stride")
+            spatial = tuple(
+                (n - 1) * s + k - 2 * (k // 2 if args.padding == "same" else 0) + e
+                for n, s, k, e in zip(shape[:2], strides, kernel, extra)
+            )
         return (*spatial, args.filters)
 
     @classmethod
@@ -433,6 +450,11 @@ class SoftmaxArgs(Args):
 class Softmax(LayerType):
     keras = "Softmax"
     Args = SoftmaxArgs
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        _feature_axis(args.axis, len(inputs[0]))
+        return inputs[0]
 
 
 class DropoutArgs(Args):
@@ -597,9 +619,9 @@ class Concatenate(LayerType):
     @classmethod
     def output_shape(cls, args, inputs):
         rank = len(inputs[0])
-        if any(len(s) != rank for s in inputs) or not -rank <= args.axis < rank:
+        if any(len(s) != rank for s in inputs):
             raise ShapeError(f"cannot concatenate shapes {inputs} on axis {args.axis}")
-        axis = args.axis % rank
+        axis = _feature_axis(args.axis, rank)
         for shape in inputs[1:]:
             if (
                 shape[:axis] + shape[axis + 1 :]

@@ -378,3 +378,85 @@ def test_prelu_has_one_alpha_per_channel(tmp_path):
     assert result.error <= EXACT
     # Negative slopes really differ per channel (randomised), so this is a real test.
     assert len(set(model[1].weight.tolist())) == 5
+
+
+def test_concatenate_axis_counts_the_batch_axis_as_keras_does(tmp_path):
+    """Keras's axis 1 is the first axis after the batch: height in NHWC."""
+
+    class Stack(nn.Module):
+        def forward(self, x):
+            return torch.cat([x, x * 2], dim=2)  # NCHW height
+
+    result = compare(
+        tmp_path,
+        spec(
+            (4, 6, 3),
+            """\
+          - {name: double, keras: Add, inputs: [x, x]}
+                  - {name: out, keras: Concatenate, inputs: [x, double], args: {axis: 1}}""",
+        ),
+        Stack(),
+        (2, 3, 4, 6),
+    )
+    assert result.actual.shape == result.expected.shape == (2, 3, 8, 6)
+    assert result.error <= EXACT
+
+
+@pytest.mark.parametrize(
+    "padding, kernel, stride, output_padding",
+    [
+        ("valid", 1, 2, None),
+        ("valid", 2, 3, None),
+        ("valid", 4, 2, None),
+        ("same", 3, 2, 1),
+        ("same", 4, 2, 1),
+        ("same", 3, 2, None),
+        ("valid", 3, 2, 1),
+        ("valid", 2, 3, 0),
+    ],
+)
+def test_conv_transpose_shape_inference_agrees_with_keras(
+    tmp_path, padding, kernel, stride, output_padding
+):
+    import keras
+
+    from tests.harness import compile_inline
+
+    args = {"filters": 2, "kernel_size": kernel, "strides": stride, "padding": padding}
+    if output_padding is not None:
+        args["output_padding"] = output_padding
+    generated = compile_inline(
+        tmp_path,
+        spec(
+            (5, 5, 3),
+            f"  - {{name: out, keras: Conv2DTranspose, torch: up, args: {args}}}",
+        ),
+    )
+    inferred = generated.module.layers[-1].output_shape
+    actual = keras.layers.Conv2DTranspose(**args).compute_output_shape((None, 5, 5, 3))
+    assert (None, *inferred) == tuple(actual)
+
+
+def test_leaky_relu_states_its_slope(tmp_path):
+    """Keras's "leaky_relu" activation uses slope 0.2, PyTorch's 0.01: the
+    activation name is refused, ReLU(negative_slope) is exact."""
+    from compiler.errors import SpecError
+
+    with pytest.raises(SpecError, match="Input should be"):
+        compare(
+            tmp_path,
+            spec(
+                (8,),
+                "  - {name: out, keras: Activation, args: {activation: leaky_relu}}",
+            ),
+            nn.Sequential(nn.LeakyReLU()),
+            (4, 8),
+            name="named",
+        )
+    result = compare(
+        tmp_path,
+        spec((8,), "  - {name: out, keras: ReLU, args: {negative_slope: 0.01}}"),
+        nn.Sequential(nn.LeakyReLU()),
+        (4, 8),
+    )
+    assert result.error <= EXACT

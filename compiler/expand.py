@@ -104,6 +104,12 @@ class _Expander:
         self, layer: LayerSpec, loc, feed, prefix, torch_prefix, context="", instance=""
     ):
         """Append one flat layer; returns its name."""
+        if not prefix and "when" in layer.model_fields_set:
+            self.report(
+                loc + ("when",),
+                errors.SCHEMA_VALUE,
+                "when: only applies inside a block; remove the layer instead",
+            )
         if isinstance(layer.torch, str) and layer.torch.startswith("$"):
             self.report(
                 loc + ("torch",),

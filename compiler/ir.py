@@ -89,7 +89,8 @@ class Module:
     source_model: str | None
     inputs: tuple[Input, ...]
     layers: tuple[Layer, ...]
-    outputs: tuple[str, ...]
+    outputs: tuple[str, ...]  # the layers (or inputs) whose values are outputs
+    output_names: tuple[str, ...]  # the names the spec gives them (dict keys)
     ignored_keys: tuple[str, ...]  # sorted
     regenerate: str  # the command that rewrites the generated module
     # Whether the generated loader may cast weights with loss (spec: allow_lossy_cast).

@@ -528,6 +528,22 @@ class GlobalMaxPooling2D(_GlobalPool2D):
     keras = "GlobalMaxPooling2D"
 
 
+class ZeroPadding1DArgs(Args):
+    padding: NonNegativeInt | tuple[NonNegativeInt, NonNegativeInt] = 1
+
+
+class ZeroPadding1D(LayerType):
+    keras = "ZeroPadding1D"
+    Args = ZeroPadding1DArgs
+
+    @classmethod
+    def output_shape(cls, args, inputs):
+        shape = inputs[0]
+        _rank(shape, 2, cls.keras, "steps, channels")
+        pad = args.padding if isinstance(args.padding, tuple) else (args.padding,) * 2
+        return (shape[0] + sum(pad), shape[1])
+
+
 class ZeroPadding2DArgs(Args):
     # ((top, bottom), (left, right)), or one int / (vertical, horizontal) pair.
     padding: (
@@ -1179,6 +1195,7 @@ LAYER_TYPES: dict[str, type[LayerType]] = {
         AveragePooling2D,
         GlobalAveragePooling2D,
         GlobalMaxPooling2D,
+        ZeroPadding1D,
         ZeroPadding2D,
         Cropping2D,
         Conv2DTranspose,

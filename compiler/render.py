@@ -204,14 +204,21 @@ def _build_lines(module: ir.Module) -> list[str]:
         else:
             lines += _wrapper_lines(head, layer.wrapped, args, f")({feed})")
 
-    def structure(names: tuple[str, ...]) -> str:
-        if len(names) == 1:
-            return identifier(names[0])
-        return "{" + ", ".join(f"{py(n)}: {identifier(n)}" for n in names) + "}"
+    # (key, variable) pairs: a dict keyed by the spec's names when there are several.
+    inputs = tuple((i.name, i.name) for i in module.inputs)
+    outputs = tuple(zip(module.output_names, module.outputs))
+
+    def entries(pairs) -> list[str]:
+        return [f"{py(key)}: {identifier(variable)}" for key, variable in pairs]
+
+    def structure(pairs) -> str:
+        if len(pairs) == 1:
+            return identifier(pairs[0][1])
+        return "{" + ", ".join(entries(pairs)) + "}"
 
     items = [
-        f"inputs={structure(tuple(i.name for i in module.inputs))}",
-        f"outputs={structure(module.outputs)}",
+        f"inputs={structure(inputs)}",
+        f"outputs={structure(outputs)}",
         f"name={py(module.name)}",
     ]
     call = fit(1, "return keras.Model(", items, ")")
@@ -219,16 +226,12 @@ def _build_lines(module: ir.Module) -> list[str]:
         return lines + call
     # A dict of many inputs or outputs is too long for its line: explode it too.
     lines.append(f"{INDENT}return keras.Model(")
-    for argument, names in (
-        ("inputs", tuple(i.name for i in module.inputs)),
-        ("outputs", module.outputs),
-    ):
-        item = f"{argument}={structure(names)}"
+    for argument, pairs in (("inputs", inputs), ("outputs", outputs)):
+        item = f"{argument}={structure(pairs)}"
         if len(f"{INDENT * 2}{item},") <= LINE_LENGTH:
             lines.append(f"{INDENT * 2}{item},")
         else:
-            items = [f"{py(n)}: {identifier(n)}" for n in names]
-            lines += fit(2, f"{argument}={{", items, "},")
+            lines += fit(2, f"{argument}={{", entries(pairs), "},")
     lines += [f"{INDENT * 2}name={py(module.name)},", f"{INDENT})"]
     return lines
 

@@ -24,7 +24,7 @@ from .transforms import Chunk, Shape, Transform, TransformError, Unflatten
 
 # Layers that keep their input's values in place: a Flatten seen through them
 # still decides the order of a Dense's input features.
-_ORDER_PRESERVING = {"Dropout", "ReLU", "Activation"}
+_ORDER_PRESERVING = {"Dropout", "ReLU", "Activation", "Identity"}
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,14 @@ class _Resolver:
         self.check_chunks()
 
         outputs = []
-        for position, name in enumerate(self.spec.outputs):
-            name = aliases.get(name, name)
+        for position, spec_name in enumerate(self.spec.outputs):
+            name = aliases.get(spec_name, spec_name)
+            if name in outputs:
+                self.report(
+                    ("outputs", position),
+                    errors.DUPLICATE_NAME,
+                    f"output {spec_name!r} is already an output",
+                )
             outputs.append(name)
             if name not in self.shapes:
                 self.report(
@@ -123,6 +129,7 @@ class _Resolver:
             inputs=tuple(inputs),
             layers=tuple(layers),
             outputs=tuple(outputs),
+            output_names=tuple(self.spec.outputs),
             ignored_keys=tuple(sorted(ignored)),
         )
         return module, self.diagnostics
@@ -396,19 +403,49 @@ class _Resolver:
     # --- lints ---------------------------------------------------------
 
     def lint(self, layer: FlatLayer, args, input_shapes) -> None:
-        """Warnings for Keras arguments whose PyTorch counterpart differs silently."""
-        if layer.keras in ("Conv1D", "Conv2D", "DepthwiseConv2D"):
-            strides = (
-                args.strides if isinstance(args.strides, tuple) else (args.strides,)
+        """Warnings for Keras arguments whose PyTorch counterpart differs silently.
+
+        Keras's "same" pads (total // 2) before and the rest after; PyTorch's
+        padding=p pads p on both sides. They agree only when the total is even.
+        """
+        windowed = {"Conv1D", "Conv2D", "DepthwiseConv2D", "MaxPooling2D"}
+        if layer.keras not in windowed | {"AveragePooling2D"}:
+            return
+        if args.padding != "same":
+            return
+        spatial = input_shapes[0][:-1]
+        window = getattr(args, "kernel_size", None) or args.pool_size
+        strides = args.strides if args.strides is not None else window
+        dilation = getattr(args, "dilation_rate", 1)
+
+        def per_axis(value):
+            return (value,) * len(spatial) if isinstance(value, int) else value
+
+        totals = [
+            max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            for n, k, s, d in zip(
+                spatial, per_axis(window), per_axis(strides), per_axis(dilation)
             )
-            if args.padding == "same" and max(strides) > 1:
-                self.report(
-                    layer.loc + ("args", "padding"),
-                    errors.LINT_SAME_PADDING,
-                    f"{layer.keras} {layer.name!r}: padding 'same' with stride > 1 pads "
-                    "more at the bottom/right, while PyTorch's padding=p pads both "
-                    "sides equally; use a ZeroPadding2D of p, then padding 'valid'",
-                )
+        ]
+        if layer.keras == "AveragePooling2D" and any(totals):
+            why = (
+                "averages over the real elements only at the borders, while "
+                "PyTorch's AvgPool2d counts its zero padding (count_include_pad); "
+                "use TorchAveragePooling2D"
+            )
+        elif any(total % 2 for total in totals):
+            why = (
+                "pads more at the bottom/right here, while PyTorch's padding=p pads "
+                "both sides equally; pad explicitly (ZeroPadding1D/2D, or "
+                "TorchMaxPooling2D's padding), then use padding 'valid'"
+            )
+        else:
+            return
+        self.report(
+            layer.loc + ("args", "padding"),
+            errors.LINT_SAME_PADDING,
+            f"{layer.keras} {layer.name!r}: padding 'same' {why}",
+        )
 
     # --- flatten order -------------------------------------------------
 

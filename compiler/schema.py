@@ -31,7 +31,8 @@ from .layers import LAYER_TYPES, Float, PositiveInt
 from .load import Document, Loc
 
 # Names the generated module itself uses at module or function level; a layer
-# or input with one of these names would shadow it.
+# or input with one of these names would shadow it. build_model() reads `keras`
+# and the custom layer classes it defines (TorchMaxPooling2D, ...).
 RESERVED_NAMES = frozenset(
     {
         "keras",
@@ -44,6 +45,7 @@ RESERVED_NAMES = frozenset(
         "sd",
         "assign",
     }
+    | {name for name, layer in LAYER_TYPES.items() if layer.custom}
 )
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -686,13 +686,14 @@ def _corrupt(path: Path, reason: str) -> WeightLoadError:
 
 
 def _to_numpy(value) -> np.ndarray:
-    """A tensor or array as numpy; bfloat16, which numpy lacks, as float32 (exact)."""
+    """A tensor or array as numpy; 16-bit floats widened to float32 (exact)."""
     if not isinstance(value, np.ndarray):
         value = value.detach().cpu()
         if str(value.dtype) == "torch.bfloat16":
             value = value.float()
         value = value.numpy()
-    if value.dtype.name == "bfloat16":  # an ml_dtypes array, as keras uses
+    if value.dtype.name in ("bfloat16", "float16"):
+        # Exact, and transforms that add (LSTM biases) then add in float32.
         value = value.astype(np.float32)
     return value
 

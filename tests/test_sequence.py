@@ -222,7 +222,8 @@ def _bert_outputs(torch_model, keras_model, inputs):
         out = torch_model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
     actual = parity.keras_sequence_output(keras_model, inputs)
     return (
-        (out.last_hidden_state.numpy(), actual["encoder_1_output_norm"]),
+        # Keyed by the spec's output names, not the layers behind them.
+        (out.last_hidden_state.numpy(), actual["encoder"]),
         (out.pooler_output.numpy(), actual["pooler"]),
     )
 

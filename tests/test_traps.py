@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from compiler import parity
 from tests.harness import compare
 
 EXACT = 1e-5  # float32 noise on these small models stays far below this
@@ -460,3 +461,47 @@ def test_leaky_relu_states_its_slope(tmp_path):
         (4, 8),
     )
     assert result.error <= EXACT
+
+
+def test_same_padding_lint_only_where_keras_pads_asymmetrically(tmp_path):
+    from tests.harness import compile_inline
+
+    generated = compile_inline(
+        tmp_path,
+        spec(
+            (16, 16, 4),
+            """\
+          - {name: one, keras: Conv2D, torch: a, args: {filters: 4, kernel_size: 1, strides: 2, padding: same}}
+                  - {name: three, keras: Conv2D, torch: b, args: {filters: 4, kernel_size: 3, strides: 2, padding: same}}
+                  - {name: pool, keras: MaxPooling2D, args: {pool_size: 3, strides: 2, padding: same}}
+                  - {name: out, keras: AveragePooling2D, args: {pool_size: 3, strides: 1, padding: same}}""",
+        ),
+    )
+    flagged = [(w.code, w.message.split("'")[1]) for w in generated.warnings]
+    # A 1x1 conv pads nothing; the others pad unevenly, or average differently.
+    assert flagged == [("W501", "three"), ("W501", "pool"), ("W501", "out")]
+
+
+def test_float16_biases_are_summed_in_float32(tmp_path):
+    """LSTM bias = bias_ih + bias_hh: added after widening, not in float16."""
+    from tests.harness import compile_inline
+
+    generated = compile_inline(
+        tmp_path,
+        spec((5, 3), "  - {name: out, keras: LSTM, torch: lstm, args: {units: 2}}"),
+    )
+    module = parity.import_generated(generated.output_path)
+    rng = np.random.default_rng(0)
+    state_dict = {
+        "lstm.weight_ih_l0": rng.standard_normal((8, 3)).astype(np.float16),
+        "lstm.weight_hh_l0": rng.standard_normal((8, 2)).astype(np.float16),
+        "lstm.bias_ih_l0": (rng.standard_normal(8) * 5).astype(np.float16),
+        "lstm.bias_hh_l0": (rng.standard_normal(8) * 5).astype(np.float16),
+    }
+    model = module.build_model()
+    module.load_weights(model, state_dict)
+    exact = state_dict["lstm.bias_ih_l0"].astype(np.float32) + state_dict[
+        "lstm.bias_hh_l0"
+    ].astype(np.float32)
+    bias = next(w for w in model.weights if w.path.endswith("bias"))
+    np.testing.assert_array_equal(bias.numpy(), exact)

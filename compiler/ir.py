@@ -36,23 +36,6 @@ class WeightPort:
     explicit: bool  # mapped under `weights:` rather than by the layer's default rule
     line: int
 
-    @property
-    def torch_key(self) -> str:
-        """The PyTorch key of a single-source weight."""
-        return self._single(self.torch_keys)
-
-    @property
-    def torch_shape(self) -> Shape | None:
-        return self._single(self.torch_shapes)
-
-    def _single(self, values):
-        if len(values) != 1:
-            raise ValueError(
-                f"weight {self.slot!r} reads {len(values)} PyTorch keys "
-                f"{self.torch_keys}: use torch_keys / torch_shapes"
-            )
-        return values[0]
-
 
 @dataclass(frozen=True)
 class Wrapped:

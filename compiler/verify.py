@@ -166,6 +166,15 @@ def _in_torch_layout(torch_out: np.ndarray, keras_out: np.ndarray):
     """
     if keras_out.ndim >= 3:
         moved = np.moveaxis(keras_out, -1, 1)
+        if keras_out.ndim == 3 and moved.shape == torch_out.shape == keras_out.shape:
+            # (N, T, F) with T == F: the shapes cannot tell a Conv1D's
+            # channels-last output from a sequence (rank 4 is always an image
+            # map). Compare both ways; the closer one is the layout.
+            as_is = np.abs(keras_out.astype(np.float64) - torch_out).max(initial=0)
+            channels = np.abs(moved.astype(np.float64) - torch_out).max(initial=0)
+            if as_is <= channels:
+                return keras_out, "layout ambiguous (square); compared as is"
+            return moved, "layout ambiguous (square); compared channels first"
         if moved.shape == torch_out.shape:
             return moved, ""
         if keras_out.shape == torch_out.shape:

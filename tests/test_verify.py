@@ -535,3 +535,17 @@ def test_scaffold_then_compile_then_verify(factory, shape, dtype, tmp_path, caps
     assert status == 0, out + err
     rows = _table_rows(out)
     assert len(rows) > 3 and all("FAIL" not in row for row in rows)
+
+
+def test_square_sequence_output_is_not_compared_transposed():
+    """(N, T, F) with T == F fits both layouts: the closer one is used."""
+    from compiler.verify import _in_torch_layout
+
+    rng = np.random.default_rng(0)
+    sequence = rng.standard_normal((2, 5, 5)).astype(np.float32)
+    aligned, note = _in_torch_layout(sequence, sequence.copy())
+    np.testing.assert_array_equal(aligned, sequence)
+    assert "ambiguous" in note
+    channels_first = rng.standard_normal((2, 5, 5)).astype(np.float32)
+    aligned, _ = _in_torch_layout(channels_first, np.moveaxis(channels_first, 1, -1))
+    np.testing.assert_array_equal(aligned, channels_first)

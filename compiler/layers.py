@@ -544,15 +544,19 @@ class ZeroPadding1D(LayerType):
         return (shape[0] + sum(pad), shape[1])
 
 
+# Keras's padding/cropping amounts: one int, a (vertical, horizontal) pair, or
+# ((top, bottom), (left, right)); _sides() normalises them.
+Sides2D = (
+    NonNegativeInt
+    | tuple[NonNegativeInt, NonNegativeInt]
+    | tuple[
+        tuple[NonNegativeInt, NonNegativeInt], tuple[NonNegativeInt, NonNegativeInt]
+    ]
+)
+
+
 class ZeroPadding2DArgs(Args):
-    # ((top, bottom), (left, right)), or one int / (vertical, horizontal) pair.
-    padding: (
-        NonNegativeInt
-        | tuple[NonNegativeInt, NonNegativeInt]
-        | tuple[
-            tuple[NonNegativeInt, NonNegativeInt], tuple[NonNegativeInt, NonNegativeInt]
-        ]
-    ) = 1
+    padding: Sides2D = 1
 
 
 class ZeroPadding2D(LayerType):
@@ -568,15 +572,7 @@ class ZeroPadding2D(LayerType):
 
 
 class Cropping2DArgs(Args):
-    # ((top, bottom), (left, right)), or one int / (vertical, horizontal) pair.
-    cropping: (
-        NonNegativeInt
-        | tuple[NonNegativeInt, NonNegativeInt]
-        | tuple[
-            tuple[NonNegativeInt, NonNegativeInt],
-            tuple[NonNegativeInt, NonNegativeInt],
-        ]
-    ) = 0
+    cropping: Sides2D = 0
 
 
 class Cropping2D(LayerType):

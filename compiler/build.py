@@ -1,4 +1,5 @@
-"""The pipeline: spec file -> generated source, in memory (load, schema, resolve, render).
+"""The pipeline: spec file -> generated source, in memory (load, schema, resolve,
+[fold,] render).
 
 `compile`, `check` and `validate` share this one function, so what `check`
 compares is exactly what `compile` would write.
@@ -11,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import errors, ir, load, render, resolve, schema
+from . import errors, fold, ir, load, render, resolve, schema
 from .errors import Diagnostic, SpecError
 
 GENERATED_DIR = "generated"
@@ -75,6 +76,8 @@ def generate(spec_path: str | Path, output_path: str | Path | None = None) -> Ge
     doc = load.load(spec_path)
     spec = schema.validate(doc)
     module, warnings = resolve.resolve(doc, spec)
+    if spec.fold_batchnorm:
+        module = fold.fold_batchnorm(module)
 
     root = project_root(spec_path)
     default = default_output(spec_path)

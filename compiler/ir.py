@@ -47,6 +47,19 @@ class Wrapped:
 
 
 @dataclass(frozen=True)
+class FoldedNorm:
+    """An inference BatchNormalization folded into the layer before it (spec:
+    fold_batchnorm). Its weights still come from PyTorch; the loader folds them
+    into the layer's kernel and bias, and the Keras model has no layer for it."""
+
+    name: str  # the spec's name for the BatchNormalization layer
+    torch: str | None
+    epsilon: float
+    weights: tuple[WeightPort, ...]  # gamma (if scale), beta (if center), moving stats
+    line: int
+
+
+@dataclass(frozen=True)
 class Layer:
     name: str
     keras: str  # Keras layer class name
@@ -61,6 +74,7 @@ class Layer:
     call_keywords: tuple[str, ...] | None = None
     wrapped: Wrapped | None = None
     instance: str = ""  # the block instance it belongs to, described; "" at top level
+    folded: FoldedNorm | None = None  # a BatchNormalization applied to its output
 
 
 @dataclass(frozen=True)

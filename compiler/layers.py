@@ -175,8 +175,9 @@ class LayerType:
         return {}
 
     @classmethod
-    def rules(cls, args: Args) -> dict[str, Rule]:
-        """The default weight rule for these arguments (most layers: a fixed one)."""
+    def rules(cls, args: Args, inputs: list[Shape]) -> dict[str, Rule]:
+        """The default weight rule for these arguments and input shapes (most
+        layers: a fixed one)."""
         return cls.default_rule
 
     @classmethod
@@ -712,12 +713,13 @@ class Embedding(LayerType):
 
 class PReLUArgs(Args):
     # Axes (1-based, batch excluded) that share one alpha: for PyTorch's
-    # per-channel PReLU(C), every axis but the channels, e.g. [1, 2] after a conv.
+    # per-channel PReLU(C), every axis but the channels, e.g. [1, 2] after a
+    # conv; for PReLU() (one alpha for everything), every axis, e.g. [1, 2, 3].
     shared_axes: tuple[PositiveInt, ...] | None = None
 
 
 class PReLU(LayerType):
-    """PyTorch PReLU(num_parameters=C), channels last."""
+    """PyTorch PReLU(num_parameters=C) or PReLU() (one alpha), channels last."""
 
     keras = "PReLU"
     Args = PReLUArgs
@@ -726,19 +728,22 @@ class PReLU(LayerType):
     def weight_shapes(cls, args, inputs):
         shape = inputs[0]
         shared = tuple(sorted(args.shared_axes or ()))
-        if shared != tuple(range(1, len(shape))):
-            raise ShapeError(
-                f"PyTorch's PReLU has one alpha per channel: shared_axes must be "
-                f"{list(range(1, len(shape)))} for input shape {shape}, got "
-                f"{list(shared)}"
-            )
-        return {"alpha": (*(1 for _ in shared), shape[-1])}
+        per_channel = tuple(range(1, len(shape)))
+        if shared == per_channel:
+            return {"alpha": (*(1 for _ in shared), shape[-1])}
+        if shared == (*per_channel, len(shape)):
+            return {"alpha": (1,) * len(shape)}
+        raise ShapeError(
+            f"PyTorch's PReLU has one alpha per channel or one in all: for input "
+            f"shape {shape}, shared_axes must be {list(per_channel)} (PReLU(C)) or "
+            f"{[*per_channel, len(shape)]} (PReLU()), got {list(shared)}"
+        )
 
     @classmethod
-    def rules(cls, args):
-        # weight (C,) -> alpha (1, ..., 1, C): one leading 1 per shared axis.
-        splits = (SplitAxis(0, 1),) * len(args.shared_axes or ())
-        return {"alpha": ("weight", splits)}
+    def rules(cls, args, inputs):
+        # weight (C,) -> alpha (1, ..., 1, C), or weight (1,) -> alpha (1, ..., 1):
+        # one leading 1 for each axis but the last.
+        return {"alpha": ("weight", (SplitAxis(0, 1),) * (len(inputs[0]) - 1))}
 
 
 class Identity(LayerType):
@@ -895,7 +900,7 @@ class _RNN(LayerType):
         raise NotImplementedError
 
     @classmethod
-    def rules(cls, args):
+    def rules(cls, args, inputs):
         return cls.cell_rules(args)
 
 
@@ -1018,7 +1023,7 @@ class Bidirectional(LayerType):
         }
 
     @classmethod
-    def rules(cls, args):
+    def rules(cls, args, inputs):
         rnn, inner_args = cls._inner(args)
         return {
             f"{direction}_{cls._name(args)}/{slot}": rule
@@ -1109,7 +1114,7 @@ class MultiHeadAttention(LayerType):
         return slots
 
     @classmethod
-    def rules(cls, args):
+    def rules(cls, args, inputs):
         heads = args.num_heads
         slots = {}
         for index, name in enumerate(("query", "key", "value")):

@@ -26,6 +26,7 @@ from typing import Any
 import jinja2
 
 from . import __version__, ir
+from .fold import CHANNEL_AXES
 from .layers import LAYER_TYPES
 
 LINE_LENGTH = 88
@@ -244,12 +245,11 @@ def _read_lines(name: str, key: str) -> list[str]:
     return [f"{INDENT}{name} = sd[", f"{INDENT * 2}{py(key)}", f"{INDENT}]"]
 
 
-def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
-    """`assign(target, <numpy>)` for one weight, on as many lines as ruff would want.
+def _chain(port: ir.WeightPort, name: str) -> tuple[list[str], str, list[str]]:
+    """(statements to run first, base expression, method links) for one weight.
 
-    A numpy chain too long for one argument line is built up in `value` over
-    several statements rather than left to ruff's fluent-call style. Several
-    keys are combined first (`sd["a"] + sd["b"]`), then the chain applies.
+    Several keys are combined first (`sd["a"] + sd["b"]`); if that is too long
+    to bind to `name` on one line, each key is read into a `partN` name first.
     """
     lines: list[str] = []
     sources = [f"sd[{py(key)}]" for key in port.torch_keys]
@@ -258,11 +258,11 @@ def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
     if combiner is not None and combiner.combines:
         next(steps)
         base = combiner.combine(sources)
-        if len(INDENT + "value = " + base) > LINE_LENGTH:
+        if len(f"{INDENT}{name} = {base}") > LINE_LENGTH:
             # One short statement per key, then the combination of their names.
             names = [f"part{i}" for i in range(len(sources))]
-            for name, key in zip(names, port.torch_keys):
-                lines += _read_lines(name, key)
+            for part, key in zip(names, port.torch_keys):
+                lines += _read_lines(part, key)
             base = combiner.combine(names)
     else:
         combiner = None
@@ -270,13 +270,20 @@ def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
     links = [link for transform, shape in steps for link in transform.links(shape)]
     if links and combiner is not None and combiner.operator:
         base = f"({base})"  # (a + b).T, not a + b.T
-    expr = base + "".join(links)
-    if len(INDENT * 2 + expr + ",") <= LINE_LENGTH:
-        return lines + fit_call(1, "assign(", [py(target), expr], "")
-    bare = f"{INDENT}value = value"
-    statement = f"{INDENT}value = {base}"
-    if len(statement) > LINE_LENGTH and combiner is None:
-        lines += _read_lines("value", port.torch_keys[0])
+    return lines, base, links
+
+
+def _bind_lines(name: str, port: ir.WeightPort) -> list[str]:
+    """`name = <the weight's numpy value>`, over as many short statements as it takes.
+
+    A numpy chain too long for one line is built up in `name` over several
+    statements rather than left to ruff's fluent-call style.
+    """
+    lines, base, links = _chain(port, name)
+    bare = f"{INDENT}{name} = {name}"
+    statement = f"{INDENT}{name} = {base}"
+    if len(statement) > LINE_LENGTH and len(port.torch_keys) == 1:
+        lines += _read_lines(name, port.torch_keys[0])
         statement = bare
     for link in links:
         if len(statement + link) > LINE_LENGTH and statement != bare:
@@ -285,26 +292,85 @@ def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
         statement += link
     if statement != bare:
         lines.append(statement)
-    return lines + fit_call(1, "assign(", [py(target), "value"], "")
+    return lines
+
+
+def _assign_lines(target: str, port: ir.WeightPort) -> list[str]:
+    """`assign(target, <numpy>)` for one weight, on as many lines as ruff would want."""
+    lines, base, links = _chain(port, "value")
+    expr = base + "".join(links)
+    if len(INDENT * 2 + expr + ",") <= LINE_LENGTH:
+        return lines + fit_call(1, "assign(", [py(target), expr], "")
+    return _bind_lines("value", port) + fit_call(
+        1, "assign(", [py(target), "value"], ""
+    )
+
+
+def _port_comment(port: ir.WeightPort) -> list[str]:
+    """A comment spelling out an explicit weight mapping's transforms."""
+    if not (port.explicit and port.transforms):
+        return []
+    steps = ", ".join(t.describe() for t in port.transforms)
+    return [comment(f"{INDENT}# {port.slot}: {steps} (spec line {port.line})")]
+
+
+def _layer_comment(name: str, keras: str, torch: str | None, line: int) -> str:
+    paired = f" <- {torch}" if torch else ""
+    return comment(f"{INDENT}# {name}: {keras}{paired} (spec line {line})")
+
+
+# BatchNormalization weight -> the name its value is bound to while folding.
+_NORM_NAMES = {
+    "gamma": "gamma",
+    "beta": "beta",
+    "moving_mean": "mean",
+    "moving_variance": "variance",
+}
+
+
+def _folded_lines(layer: ir.Layer) -> list[str]:
+    """A layer's weights with the BatchNormalization after it folded in: each
+    source bound to a name, then _fold_batchnorm (in the template) combines them."""
+    norm = layer.folded
+    lines = [
+        _layer_comment(layer.name, layer.keras, layer.torch, layer.line),
+        comment(
+            f"{INDENT}# folded in: {norm.name}"
+            + (f" <- {norm.torch}" if norm.torch else "")
+            + f" (spec line {norm.line})"
+        ),
+    ]
+    bound = {}
+    for port in layer.weights:
+        bound[port.slot] = port.slot
+        lines += _port_comment(port) + _bind_lines(port.slot, port)
+    for port in norm.weights:
+        bound[port.slot] = _NORM_NAMES[port.slot]
+        lines += _port_comment(port) + _bind_lines(bound[port.slot], port)
+    args = [
+        bound.get(slot, "None")
+        for slot in ("kernel", "bias", "gamma", "beta", "moving_mean")
+    ]
+    args += [bound["moving_variance"], py(norm.epsilon)]
+    if CHANNEL_AXES[layer.keras] != 1:
+        args.append(f"channel_axes={CHANNEL_AXES[layer.keras]}")
+    lines += fit_call(1, "kernel, bias = _fold_batchnorm(", args, "")
+    for slot in ("kernel", "bias"):
+        lines += fit_call(1, "assign(", [py(f"{layer.name}/{slot}"), slot], "")
+    return lines
 
 
 def _load_lines(module: ir.Module) -> list[str]:
     lines: list[str] = []
     for layer in module.layers:
+        if layer.folded is not None:
+            lines += _folded_lines(layer)
+            continue
         if not layer.weights:
             continue
-        paired = f" <- {layer.torch}" if layer.torch else ""
-        lines.append(
-            comment(
-                f"{INDENT}# {layer.name}: {layer.keras}{paired} (spec line {layer.line})"
-            )
-        )
+        lines.append(_layer_comment(layer.name, layer.keras, layer.torch, layer.line))
         for port in layer.weights:
-            if port.explicit and port.transforms:
-                steps = ", ".join(t.describe() for t in port.transforms)
-                lines.append(
-                    comment(f"{INDENT}# {port.slot}: {steps} (spec line {port.line})")
-                )
+            lines += _port_comment(port)
             lines += _assign_lines(f"{layer.name}/{port.slot}", port)
     return lines
 
@@ -314,10 +380,23 @@ def _source_lines(module: ir.Module) -> list[str]:
     # in_proj_weight) feeds several weights, listed in one entry.
     sources: dict[str, tuple[ir.Shape | None, list[str], int]] = {}
     for layer in module.layers:
-        for port in layer.weights:
+        ports = [(port, (port.slot,)) for port in layer.weights]
+        if layer.folded is not None:
+            # Folded: gamma and the variance scale the kernel and the bias, beta
+            # and the mean shift the bias.
+            ports += [
+                (
+                    port,
+                    ("bias",)
+                    if port.slot in ("beta", "moving_mean")
+                    else ("kernel", "bias"),
+                )
+                for port in layer.folded.weights
+            ]
+        for port, slots in ports:
             for key, shape in zip(port.torch_keys, port.torch_shapes):
                 entry = sources.setdefault(key, (shape, [], port.line))
-                entry[1].append(f"{layer.name}/{port.slot}")
+                entry[1].extend(f"{layer.name}/{slot}" for slot in slots)
     lines: list[str] = []
     for key, (shape, targets, line) in sources.items():
         lines += fit(
@@ -368,6 +447,7 @@ def render(module: ir.Module) -> str:
         allow_lossy_cast=module.allow_lossy_cast,
         build_lines=_build_lines(module),
         load_lines=_load_lines(module),
+        fold_batchnorm=any(layer.folded for layer in module.layers),
         custom_layers=sorted(
             {layer.keras for layer in module.layers if LAYER_TYPES[layer.keras].custom}
         ),

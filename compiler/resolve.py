@@ -196,7 +196,7 @@ class _Resolver:
         self.shapes[flat.name] = output_shape
         self.lint(flat, args, input_shapes)
 
-        weights = self.weights(flat, layer_type.rules(args), slot_shapes)
+        weights = self.weights(flat, layer_type.rules(args, input_shapes), slot_shapes)
         wrapped = layer_type.wrapped(args)
         return ir.Layer(
             name=flat.name,

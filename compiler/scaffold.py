@@ -901,6 +901,8 @@ class _Drafter:
             return self.layer_norm(node, m, x, shape)
         if isinstance(m, nn.Embedding):
             return self.embedding(node, m, x, shape)
+        if isinstance(m, nn.PReLU):
+            return self.prelu(node, m, x, shape)
         if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             kind = "max" if isinstance(m, nn.MaxPool2d) else "avg"
             names = [n for n, _ in _POOL_PARAMETERS[kind]]
@@ -1078,6 +1080,20 @@ class _Drafter:
         if m.bias is None:
             args["center"] = False
         return self.like(node, "LayerNormalization", x, args, shape=shape)
+
+    def prelu(self, node, m: nn.PReLU, x: Tensor, shape) -> Tensor:
+        rank = len(x.shape)
+        if m.num_parameters == 1:  # one alpha: every Keras axis shares it
+            shared = list(range(1, rank + 1))
+        elif rank == 1 or x.channels_last:  # one per channel: all but the last
+            shared = list(range(1, rank))
+        else:
+            raise _Unmappable(
+                f"it has an alpha per entry of axis 1 of a {x.shape} tensor that "
+                "Keras does not hold channels-last"
+            )
+        args = {"shared_axes": shared} if shared else {}
+        return self.like(node, "PReLU", x, args, shape=shape)
 
     def embedding(self, node, m: nn.Embedding, x: Tensor, shape) -> Tensor:
         if m.max_norm is not None:

@@ -317,6 +317,12 @@ class Spec(Strict):
         description="let the generated loader cast weights whose values change "
         "(float64 -> float32) or whose kind differs (int -> float)",
     )
+    fold_batchnorm: Annotated[bool, Field(strict=True)] = Field(
+        default=False,
+        description="fold each BatchNormalization that follows a Conv/Dense layer "
+        "(no activation, nothing else reading it) into that layer's kernel and "
+        "bias: a faster model, for inference only",
+    )
 
 
 # --- pydantic errors -> diagnostics ----------------------------------------
@@ -442,4 +448,38 @@ def validate(doc: Document) -> Spec:
 
 
 def json_schema() -> dict:
-    return Spec.model_json_schema(by_alias=True)
+    """The spec language as JSON Schema, for editors to validate and complete.
+
+    The pydantic models' schema, plus what the resolver checks per layer type:
+    `keras` is one of the allowlisted classes, and each class's `args` have its
+    own names and types. Inside a block any argument may be a `$param` instead.
+    """
+    schema = Spec.model_json_schema(by_alias=True)
+    defs = schema["$defs"]
+    layer = defs["LayerSpec"]
+    layer["properties"]["keras"]["enum"] = sorted(LAYER_TYPES)
+    param = {"type": "string", "pattern": f"^{_PARAM.pattern}$"}
+    branches = []
+    for name, layer_type in sorted(LAYER_TYPES.items()):
+        args = layer_type.Args.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(args.pop("$defs", {}))
+        args_schema = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                key: {**value, "anyOf": [{"anyOf": value.pop("anyOf")}, param]}
+                if "anyOf" in value
+                else {"anyOf": [value, param]}
+                for key, value in args.get("properties", {}).items()
+            },
+        }
+        if args.get("required"):
+            args_schema["required"] = args["required"]
+        branches.append(
+            {
+                "if": {"properties": {"keras": {"const": name}}, "required": ["keras"]},
+                "then": {"properties": {"args": args_schema}},
+            }
+        )
+    layer["allOf"] = branches
+    return schema

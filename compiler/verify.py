@@ -64,7 +64,7 @@ class Row:
     keras: str  # Keras layer (or spec input) name
     torch: str  # PyTorch module path, or "forward()" for the final output
     spec_line: str  # "specs/x.yaml:LINE"
-    result: str  # "ok", "FAIL" or "skip"
+    result: str  # "ok", "FAIL", "skip", or "folded" (no Keras tensor to compare)
     max_abs_err: float | None  # None where nothing was compared
     max_rel_err: float | None  # max abs err / max |pytorch output|
     tolerance: float | None  # atol + rtol * max |pytorch output|
@@ -431,14 +431,14 @@ def verify(
     root = build.project_root(generated.spec_path)
     torch_model = build_torch_model(factory, where, [root, Path.cwd()])
 
-    paired = [layer for layer in module.layers if layer.torch]
-    missing = [layer for layer in paired if not _has_module(torch_model, layer.torch)]
+    paired = pairings(module)
+    missing = [pair for pair in paired if not _has_module(torch_model, pair.torch)]
     if missing:
         raise VerifyError(
             "\n".join(
-                f"{spec}:{layer.line}: layer {layer.name!r} pairs with PyTorch "
-                f"module {layer.torch!r}, which {factory} does not have"
-                for layer in missing
+                f"{spec}:{pair.line}: layer {pair.spec_name!r} pairs with PyTorch "
+                f"module {pair.torch!r}, which {factory} does not have"
+                for pair in missing
             )
         )
 
@@ -467,23 +467,76 @@ def verify(
     )
 
 
+@dataclass(frozen=True)
+class Pairing:
+    """One PyTorch module and the Keras layer whose output should equal its own."""
+
+    label: str  # the keras layer column
+    keras: str | None  # None: folded away, no Keras tensor stands for it
+    torch: str
+    line: int
+    spec_name: str  # the spec layer that names the PyTorch module
+    note: str = ""
+
+
+def pairings(module) -> list[Pairing]:
+    """Every `torch:` pairing of the spec, in graph order.
+
+    A BatchNormalization folded into the conv before it (fold_batchnorm) is
+    compared at the conv's Keras output, which now computes conv + BN; the
+    PyTorch conv's own output has no Keras counterpart and is listed as folded.
+    """
+    found = []
+    for layer in module.layers:
+        norm = layer.folded
+        if norm is None:
+            if layer.torch:
+                found.append(
+                    Pairing(layer.name, layer.name, layer.torch, layer.line, layer.name)
+                )
+            continue
+        if layer.torch:
+            note = f"{norm.name} is folded into this layer: compared after it"
+            found.append(
+                Pairing(layer.name, None, layer.torch, layer.line, layer.name, note)
+            )
+        if norm.torch:
+            label = f"{layer.name}+{norm.name}"
+            found.append(Pairing(label, layer.name, norm.torch, norm.line, norm.name))
+    return found
+
+
 def _layer_rows(paired, recorder, keras_values, spec, atol, rtol) -> list[Row]:
-    """One row per paired layer, in graph order."""
+    """One row per pairing, in graph order."""
     rows = []
-    for layer in paired:
-        line = f"{spec}:{layer.line}"
-        calls = recorder.calls[layer.torch]
-        output = recorder.outputs.get(layer.torch)
-        if calls == 0:
+    for pair in paired:
+        line = f"{spec}:{pair.line}"
+        calls = recorder.calls[pair.torch]
+        output = recorder.outputs.get(pair.torch)
+        if pair.keras is None:
+            rows.append(
+                Row(
+                    "layer",
+                    pair.label,
+                    pair.torch,
+                    line,
+                    "folded",
+                    None,
+                    None,
+                    None,
+                    pair.note,
+                )
+            )
+        elif calls == 0:
             note = "PyTorch module was not called by forward()"
-            rows.append(_skip(layer.name, layer.torch, line, note))
+            rows.append(_skip(pair.label, pair.torch, line, note))
         elif not isinstance(output, torch.Tensor):
             note = f"PyTorch module returns a {type(output).__name__}, not a tensor"
-            rows.append(_skip(layer.name, layer.torch, line, note))
+            rows.append(_skip(pair.label, pair.torch, line, note))
         else:
-            torch_out, keras_out = _numpy(output), keras_values[layer.name]
+            torch_out, keras_out = _numpy(output), keras_values[pair.keras]
             row = _row(
-                "layer", layer.name, layer.torch, line, torch_out, keras_out, atol, rtol
+                "layer", pair.label, pair.torch, line, torch_out, keras_out, atol, rtol
             )
             if calls > 1:  # a module reused in forward(): only its last call is kept
                 note = f"called {calls} times in forward(); compared the last call"
@@ -552,7 +605,7 @@ def _describe(value) -> str:
 
 def _run_torch(torch_model, module, arrays, paired):
     tensors = [_torch_input(a, i.dtype) for a, i in zip(arrays, module.inputs)]
-    recorder = _Recorder(torch_model, sorted({layer.torch for layer in paired}))
+    recorder = _Recorder(torch_model, sorted({pair.torch for pair in paired}))
     try:
         with torch.no_grad():
             result = torch_model(*tensors)
@@ -571,7 +624,7 @@ def _run_keras(keras_model, module, arrays, paired) -> dict[str, np.ndarray]:
     """Every paired layer's and every final output's value, from one probe model."""
     by_name = {tensor.name: tensor for tensor in keras_model.inputs}
     wanted = list(
-        dict.fromkeys([layer.name for layer in paired] + list(module.outputs))
+        dict.fromkeys([p.keras for p in paired if p.keras] + list(module.outputs))
     )
     tensors = [
         by_name[name] if name in by_name else keras_model.get_layer(name).output
@@ -638,10 +691,12 @@ def format_report(report: Report) -> str:
 
 
 def verdict_lines(report: Report) -> list[str]:
-    compared = [row for row in report.rows if row.result != "skip"]
-    skipped = len(report.rows) - len(compared)
+    compared = [row for row in report.rows if row.result in ("ok", "FAIL")]
+    skipped = sum(row.result == "skip" for row in report.rows)
+    folded = sum(row.result == "folded" for row in report.rows)
     rule = f"max abs err <= {report.atol:g} + {report.rtol:g} * max |pytorch|"
     tail = f"; {skipped} skipped" if skipped else ""
+    tail += f"; {folded} folded (no Keras tensor to compare)" if folded else ""
     if report.ok:
         return [
             f"verify: OK: {len(compared)} comparisons within tolerance ({rule}){tail}"
@@ -691,9 +746,10 @@ def report_dict(report: Report) -> dict:
         "rows": rows,
         "verdict": {
             "ok": report.ok,
-            "compared": sum(row.result != "skip" for row in report.rows),
+            "compared": sum(row.result in ("ok", "FAIL") for row in report.rows),
             "failed": len(report.failures),
             "skipped": sum(row.result == "skip" for row in report.rows),
+            "folded": sum(row.result == "folded" for row in report.rows),
             "first_divergence": first,
             "summary": verdict_lines(report),
         },

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from compiler import __version__, build, cli
+from compiler import __version__, build, cli, load
 from tests.conftest import GENERATED, ROOT, SPECS
 
 
@@ -95,6 +95,49 @@ def test_validate_and_usage_errors(project, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["compile"])
     assert exit_.value.code == cli.EXIT_USAGE
+
+
+def _schema_errors(data) -> list[str]:
+    import jsonschema
+
+    from compiler.schema import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    return [error.message for error in validator.iter_errors(data)]
+
+
+@pytest.mark.parametrize("spec", sorted(p.name for p in SPECS.glob("*.yaml")))
+def test_every_committed_spec_passes_the_editors_json_schema(spec):
+    # Read as YAML 1.2, as the compiler and editors' YAML servers do.
+    assert _schema_errors(load.load(SPECS / spec).data) == []
+
+
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("keras",), "Conv3D"),  # not in the allowlist
+        (("args", "filters"), "sixteen"),  # wrong type for Conv2D
+        (("args", "filtres"), 16),  # no such argument of Conv2D
+        (("args", "padding"), "full"),  # not one of Conv2D's paddings
+    ],
+)
+def test_json_schema_checks_layer_types_and_their_args(path, value):
+    data = load.load(SPECS / "seed_cnn.yaml").data
+    layer = data["layers"][0]
+    assert layer["keras"] == "Conv2D" and _schema_errors(data) == []
+    target = layer
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    assert _schema_errors(data) != []
+
+
+def test_json_schema_lets_block_arguments_be_parameters():
+    data = load.load(SPECS / "resnet18.yaml").data
+    conv = data["blocks"]["basic"]["layers"][1]
+    assert conv["args"]["filters"] == "$filters" and _schema_errors(data) == []
+    conv["args"]["filters"] = "$not a parameter"
+    assert _schema_errors(data) != []
 
 
 def test_version_schema_and_module_entry_point(capsys):

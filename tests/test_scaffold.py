@@ -66,12 +66,14 @@ class Signal(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv1d(4, 8, 3, padding=1)
         self.bn = nn.BatchNorm1d(8)
+        self.act1 = nn.PReLU(8)  # one alpha per channel
         self.conv2 = nn.Conv1d(8, 8, 3, groups=2)
+        self.act2 = nn.PReLU()  # one alpha for all
         self.fc = nn.Linear(8 * 18, 5)
 
     def forward(self, x):
-        x = F.relu(self.bn(self.conv1(x)))
-        x = self.conv2(x).flatten(1)  # a (8, 18) map: unflatten
+        x = self.act1(self.bn(self.conv1(x)))
+        x = self.act2(self.conv2(x)).flatten(1)  # a (8, 18) map: unflatten
         return self.fc(x)
 
 

@@ -381,6 +381,26 @@ def test_prelu_has_one_alpha_per_channel(tmp_path):
     assert len(set(model[1].weight.tolist())) == 5
 
 
+def test_prelu_with_one_shared_alpha(tmp_path):
+    """nn.PReLU() (PyTorch's default): one alpha for every channel and position."""
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.PReLU())
+    result = compare(
+        tmp_path,
+        spec(
+            (6, 6, 3),
+            """\
+          - {name: conv, keras: Conv2D, torch: '0', args: {filters: 5, kernel_size: 3, padding: same}}
+                  - {name: out, keras: PReLU, torch: '1', args: {shared_axes: [1, 2, 3]}}""",
+        ),
+        model,
+        (2, 3, 6, 6),
+    )
+    assert result.error <= EXACT
+    alpha = model[1].weight.item()
+    assert alpha != 0.25  # randomised away from the default, so it is really read
+    assert (result.expected < 0).any()  # and negative inputs reach it
+
+
 def test_concatenate_axis_counts_the_batch_axis_as_keras_does(tmp_path):
     """Keras's axis 1 is the first axis after the batch: height in NHWC."""
 

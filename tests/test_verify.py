@@ -87,7 +87,8 @@ def test_verify_passes_on_seed_specs_and_lists_every_paired_layer(
 
 
 def test_verify_passes_on_resnet18_with_nothing_skipped(tmp_path, capsys):
-    """Blocks, custom pooling, and AdaptiveAvgPool2d's (N, C, 1, 1) vs (N, C)."""
+    """Blocks, custom pooling, AdaptiveAvgPool2d's (N, C, 1, 1) vs (N, C), and
+    fold_batchnorm: every BN is compared at the conv it is folded into."""
     checkpoint = _checkpoint("torchvision.models:resnet18", tmp_path / "r18.pt")
     status, out, err = _verify(
         capsys,
@@ -99,10 +100,17 @@ def test_verify_passes_on_resnet18_with_nothing_skipped(tmp_path, capsys):
     )
     assert status == 0, out + err
     rows = _table_rows(out)
-    assert all("ok" in row and "skip" not in row for row in rows), out
-    assert ["layer4_1_bn2", "layer4.1.bn2", "specs/resnet18.yaml:22"] in [
-        row[:3] for row in rows
-    ]
+    folded = [row for row in rows if row[3:6] == ["-", "-", "folded"]]
+    compared = [row for row in rows if row not in folded]
+    assert all("ok" in row and "skip" not in row for row in compared), out
+    # 20 convs, each with its BN folded in: the conv row is "folded", the BN row
+    # compares the conv's Keras output against PyTorch's BN.
+    assert len(folded) == 20
+    assert [
+        "layer4_1_conv2+layer4_1_bn2",
+        "layer4.1.bn2",
+        "specs/resnet18.yaml:25",
+    ] in [row[:3] for row in rows]
 
 
 def test_verify_feeds_several_inputs_in_spec_order(tmp_path, capsys):
@@ -232,6 +240,28 @@ def test_wrong_batchnorm_epsilon_is_named(bn_args, fails, tmp_path, capsys):
     else:  # the control: the same model and checkpoint, the compiler's default
         assert status == 0, out + err
         assert rows["bn"][-1] == "ok"
+
+
+def test_wrong_epsilon_of_a_folded_batchnorm_is_named(tmp_path, capsys):
+    """fold_batchnorm: the conv's Keras output now computes conv + BN, so it is
+    compared against PyTorch's bn; PyTorch's conv output has no Keras twin."""
+    text = "fold_batchnorm: true\n" + SMALL_SPEC.replace(
+        "BN_ARGS", "args: {epsilon: 0.1},"
+    )
+    spec = _project(tmp_path, "small", text)
+    checkpoint = _checkpoint("examples.small:SmallConvBN", tmp_path / "small.pt")
+    status, out, err = _verify(capsys, spec, "--checkpoint", checkpoint)
+    assert status == 1, out + err
+    rows = {row[0]: row for row in _table_rows(out)}
+    assert rows["conv"][1:3] == ["conv", f"specs/small.yaml:{_line_of(text, 'conv,')}"]
+    assert rows["conv"][3:6] == ["-", "-", "folded"]
+    bn_line = _line_of(text, "name: bn")
+    assert rows["conv+bn"][1:3] == ["bn", f"specs/small.yaml:{bn_line}"]
+    assert rows["conv+bn"][-1] == "FAIL"
+    assert out.splitlines()[-1].startswith(
+        f"first divergence: layer 'conv+bn' (PyTorch bn) at specs/small.yaml:{bn_line}"
+    )
+    assert "; 1 folded (no Keras tensor to compare)" in out
 
 
 def test_json_report(tmp_path, capsys):

@@ -399,12 +399,19 @@ def _source_lines(module: ir.Module) -> list[str]:
                 entry[1].extend(f"{layer.name}/{slot}" for slot in slots)
     lines: list[str] = []
     for key, (shape, targets, line) in sources.items():
-        lines += fit(
-            1,
-            f"{py(key)}: (",
-            [py(shape), py(", ".join(targets)), str(line)],
-            "),",
-        )
+        items = [py(shape), py(tuple(targets)), str(line)]
+        entry = fit(1, f"{py(key)}: (", items, "),")
+        if any(len(text) > LINE_LENGTH for text in entry):
+            # The weights tuple is too long for its own line: explode it too.
+            inner = INDENT * 2
+            entry = [
+                f"{INDENT}{py(key)}: (",
+                f"{inner}{items[0]},",
+                *fit(2, "(", [py(t) for t in targets], "),"),
+                f"{inner}{items[2]},",
+                f"{INDENT}),",
+            ]
+        lines += entry
     return lines
 
 

@@ -28,159 +28,175 @@ SPEC = "specs/bert_small.yaml"
 SOURCES = {
     "embeddings.word_embeddings.weight": (
         (1000, 128),
-        "word_embeddings/embeddings",
+        ("word_embeddings/embeddings",),
         45,
     ),
     "embeddings.position_embeddings.weight": (
         (64, 128),
-        "position_embeddings/embeddings",
+        ("position_embeddings/embeddings",),
         47,
     ),
     "embeddings.token_type_embeddings.weight": (
         (2, 128),
-        "token_type_embeddings/embeddings",
+        ("token_type_embeddings/embeddings",),
         48,
     ),
-    "embeddings.LayerNorm.weight": ((128,), "embeddings_norm/gamma", 50),
-    "embeddings.LayerNorm.bias": ((128,), "embeddings_norm/beta", 50),
+    "embeddings.LayerNorm.weight": ((128,), ("embeddings_norm/gamma",), 50),
+    "embeddings.LayerNorm.bias": ((128,), ("embeddings_norm/beta",), 50),
     "encoder.layer.0.attention.self.query.weight": (
         (128, 128),
-        "encoder_0_attention/query/kernel",
+        ("encoder_0_attention/query/kernel",),
         25,
     ),
     "encoder.layer.0.attention.self.query.bias": (
         (128,),
-        "encoder_0_attention/query/bias",
+        ("encoder_0_attention/query/bias",),
         26,
     ),
     "encoder.layer.0.attention.self.key.weight": (
         (128, 128),
-        "encoder_0_attention/key/kernel",
+        ("encoder_0_attention/key/kernel",),
         27,
     ),
     "encoder.layer.0.attention.self.key.bias": (
         (128,),
-        "encoder_0_attention/key/bias",
+        ("encoder_0_attention/key/bias",),
         28,
     ),
     "encoder.layer.0.attention.self.value.weight": (
         (128, 128),
-        "encoder_0_attention/value/kernel",
+        ("encoder_0_attention/value/kernel",),
         29,
     ),
     "encoder.layer.0.attention.self.value.bias": (
         (128,),
-        "encoder_0_attention/value/bias",
+        ("encoder_0_attention/value/bias",),
         30,
     ),
     "encoder.layer.0.attention.output.dense.weight": (
         (128, 128),
-        "encoder_0_attention/attention_output/kernel",
+        ("encoder_0_attention/attention_output/kernel",),
         31,
     ),
     "encoder.layer.0.attention.output.dense.bias": (
         (128,),
-        "encoder_0_attention/attention_output/bias",
+        ("encoder_0_attention/attention_output/bias",),
         32,
     ),
     "encoder.layer.0.attention.output.LayerNorm.weight": (
         (128,),
-        "encoder_0_attention_norm/gamma",
+        ("encoder_0_attention_norm/gamma",),
         34,
     ),
     "encoder.layer.0.attention.output.LayerNorm.bias": (
         (128,),
-        "encoder_0_attention_norm/beta",
+        ("encoder_0_attention_norm/beta",),
         34,
     ),
     "encoder.layer.0.intermediate.dense.weight": (
         (256, 128),
-        "encoder_0_intermediate/kernel",
+        ("encoder_0_intermediate/kernel",),
         37,
     ),
     "encoder.layer.0.intermediate.dense.bias": (
         (256,),
-        "encoder_0_intermediate/bias",
+        ("encoder_0_intermediate/bias",),
         37,
     ),
-    "encoder.layer.0.output.dense.weight": ((128, 256), "encoder_0_output/kernel", 39),
-    "encoder.layer.0.output.dense.bias": ((128,), "encoder_0_output/bias", 39),
+    "encoder.layer.0.output.dense.weight": (
+        (128, 256),
+        ("encoder_0_output/kernel",),
+        39,
+    ),
+    "encoder.layer.0.output.dense.bias": ((128,), ("encoder_0_output/bias",), 39),
     "encoder.layer.0.output.LayerNorm.weight": (
         (128,),
-        "encoder_0_output_norm/gamma",
+        ("encoder_0_output_norm/gamma",),
         41,
     ),
-    "encoder.layer.0.output.LayerNorm.bias": ((128,), "encoder_0_output_norm/beta", 41),
+    "encoder.layer.0.output.LayerNorm.bias": (
+        (128,),
+        ("encoder_0_output_norm/beta",),
+        41,
+    ),
     "encoder.layer.1.attention.self.query.weight": (
         (128, 128),
-        "encoder_1_attention/query/kernel",
+        ("encoder_1_attention/query/kernel",),
         25,
     ),
     "encoder.layer.1.attention.self.query.bias": (
         (128,),
-        "encoder_1_attention/query/bias",
+        ("encoder_1_attention/query/bias",),
         26,
     ),
     "encoder.layer.1.attention.self.key.weight": (
         (128, 128),
-        "encoder_1_attention/key/kernel",
+        ("encoder_1_attention/key/kernel",),
         27,
     ),
     "encoder.layer.1.attention.self.key.bias": (
         (128,),
-        "encoder_1_attention/key/bias",
+        ("encoder_1_attention/key/bias",),
         28,
     ),
     "encoder.layer.1.attention.self.value.weight": (
         (128, 128),
-        "encoder_1_attention/value/kernel",
+        ("encoder_1_attention/value/kernel",),
         29,
     ),
     "encoder.layer.1.attention.self.value.bias": (
         (128,),
-        "encoder_1_attention/value/bias",
+        ("encoder_1_attention/value/bias",),
         30,
     ),
     "encoder.layer.1.attention.output.dense.weight": (
         (128, 128),
-        "encoder_1_attention/attention_output/kernel",
+        ("encoder_1_attention/attention_output/kernel",),
         31,
     ),
     "encoder.layer.1.attention.output.dense.bias": (
         (128,),
-        "encoder_1_attention/attention_output/bias",
+        ("encoder_1_attention/attention_output/bias",),
         32,
     ),
     "encoder.layer.1.attention.output.LayerNorm.weight": (
         (128,),
-        "encoder_1_attention_norm/gamma",
+        ("encoder_1_attention_norm/gamma",),
         34,
     ),
     "encoder.layer.1.attention.output.LayerNorm.bias": (
         (128,),
-        "encoder_1_attention_norm/beta",
+        ("encoder_1_attention_norm/beta",),
         34,
     ),
     "encoder.layer.1.intermediate.dense.weight": (
         (256, 128),
-        "encoder_1_intermediate/kernel",
+        ("encoder_1_intermediate/kernel",),
         37,
     ),
     "encoder.layer.1.intermediate.dense.bias": (
         (256,),
-        "encoder_1_intermediate/bias",
+        ("encoder_1_intermediate/bias",),
         37,
     ),
-    "encoder.layer.1.output.dense.weight": ((128, 256), "encoder_1_output/kernel", 39),
-    "encoder.layer.1.output.dense.bias": ((128,), "encoder_1_output/bias", 39),
+    "encoder.layer.1.output.dense.weight": (
+        (128, 256),
+        ("encoder_1_output/kernel",),
+        39,
+    ),
+    "encoder.layer.1.output.dense.bias": ((128,), ("encoder_1_output/bias",), 39),
     "encoder.layer.1.output.LayerNorm.weight": (
         (128,),
-        "encoder_1_output_norm/gamma",
+        ("encoder_1_output_norm/gamma",),
         41,
     ),
-    "encoder.layer.1.output.LayerNorm.bias": ((128,), "encoder_1_output_norm/beta", 41),
-    "pooler.dense.weight": ((128, 128), "pooler_dense/kernel", 57),
-    "pooler.dense.bias": ((128,), "pooler_dense/bias", 57),
+    "encoder.layer.1.output.LayerNorm.bias": (
+        (128,),
+        ("encoder_1_output_norm/beta",),
+        41,
+    ),
+    "pooler.dense.weight": ((128, 128), ("pooler_dense/kernel",), 57),
+    "pooler.dense.bias": ((128,), ("pooler_dense/bias",), 57),
 }
 
 # PyTorch keys the spec deliberately leaves unused.
@@ -700,11 +716,12 @@ class _Arrays(Mapping):
 def _check_state_dict(state_dict, variables) -> None:
     problems = []
     for key, (shape, targets, line) in SOURCES.items():
+        weights = ", ".join(targets)
         if key not in state_dict:
-            problems.append(f"missing key {key!r} for {targets} ({SPEC}:{line})")
+            problems.append(f"missing key {key!r} for {weights} ({SPEC}:{line})")
         elif shape is not None and tuple(state_dict[key].shape) != shape:
             problems.append(
-                f"key {key!r} for {targets} has shape {tuple(state_dict[key].shape)}, "
+                f"key {key!r} for {weights} has shape {tuple(state_dict[key].shape)}, "
                 f"expected {shape} ({SPEC}:{line})"
             )
         else:
@@ -728,7 +745,7 @@ def _cast_problems(key, targets, line, state_dict, variables) -> list[str]:
     """
     problems = []
     value = _to_numpy(state_dict[key])
-    for target in targets.split(", "):
+    for target in targets:
         variable = variables.get(target)
         if variable is None:
             problems.append(f"model has no weight {target} ({SPEC}:{line})")
@@ -753,11 +770,10 @@ class _Assigner:
 
     def __init__(self, variables):
         self._variables = variables
-        # Keras weight -> (the PyTorch key(s) it is made from, spec line). A key
-        # read in chunks lists every weight it feeds, separated by ", ".
+        # Keras weight -> (the PyTorch key(s) it is made from, spec line).
         self._lines = {}
         for key, (_, targets, line) in SOURCES.items():
-            for target in targets.split(", "):
+            for target in targets:
                 before = self._lines.get(target, ("", line))[0]
                 self._lines[target] = (f"{before}, {key}" if before else key, line)
         self._filled = set()

@@ -26,49 +26,49 @@ SPEC = "specs/bilstm_tagger.yaml"
 # Every PyTorch key the model reads: its expected shape (None where a reshape
 # leaves it open), the Keras weight(s) it fills and the spec line that maps it.
 SOURCES = {
-    "embedding.weight": ((1000, 32), "embedding/embeddings", 10),
-    "lstm.weight_ih_l0": ((192, 32), "lstm1/forward_lstm/lstm_cell/kernel", 15),
+    "embedding.weight": ((1000, 32), ("embedding/embeddings",), 10),
+    "lstm.weight_ih_l0": ((192, 32), ("lstm1/forward_lstm/lstm_cell/kernel",), 15),
     "lstm.weight_hh_l0": (
         (192, 48),
-        "lstm1/forward_lstm/lstm_cell/recurrent_kernel",
+        ("lstm1/forward_lstm/lstm_cell/recurrent_kernel",),
         15,
     ),
-    "lstm.bias_ih_l0": ((192,), "lstm1/forward_lstm/lstm_cell/bias", 15),
-    "lstm.bias_hh_l0": ((192,), "lstm1/forward_lstm/lstm_cell/bias", 15),
+    "lstm.bias_ih_l0": ((192,), ("lstm1/forward_lstm/lstm_cell/bias",), 15),
+    "lstm.bias_hh_l0": ((192,), ("lstm1/forward_lstm/lstm_cell/bias",), 15),
     "lstm.weight_ih_l0_reverse": (
         (192, 32),
-        "lstm1/backward_lstm/lstm_cell/kernel",
+        ("lstm1/backward_lstm/lstm_cell/kernel",),
         15,
     ),
     "lstm.weight_hh_l0_reverse": (
         (192, 48),
-        "lstm1/backward_lstm/lstm_cell/recurrent_kernel",
+        ("lstm1/backward_lstm/lstm_cell/recurrent_kernel",),
         15,
     ),
-    "lstm.bias_ih_l0_reverse": ((192,), "lstm1/backward_lstm/lstm_cell/bias", 15),
-    "lstm.bias_hh_l0_reverse": ((192,), "lstm1/backward_lstm/lstm_cell/bias", 15),
-    "lstm.weight_ih_l1": ((192, 96), "lstm2/forward_lstm/lstm_cell/kernel", 16),
+    "lstm.bias_ih_l0_reverse": ((192,), ("lstm1/backward_lstm/lstm_cell/bias",), 15),
+    "lstm.bias_hh_l0_reverse": ((192,), ("lstm1/backward_lstm/lstm_cell/bias",), 15),
+    "lstm.weight_ih_l1": ((192, 96), ("lstm2/forward_lstm/lstm_cell/kernel",), 16),
     "lstm.weight_hh_l1": (
         (192, 48),
-        "lstm2/forward_lstm/lstm_cell/recurrent_kernel",
+        ("lstm2/forward_lstm/lstm_cell/recurrent_kernel",),
         16,
     ),
-    "lstm.bias_ih_l1": ((192,), "lstm2/forward_lstm/lstm_cell/bias", 16),
-    "lstm.bias_hh_l1": ((192,), "lstm2/forward_lstm/lstm_cell/bias", 16),
+    "lstm.bias_ih_l1": ((192,), ("lstm2/forward_lstm/lstm_cell/bias",), 16),
+    "lstm.bias_hh_l1": ((192,), ("lstm2/forward_lstm/lstm_cell/bias",), 16),
     "lstm.weight_ih_l1_reverse": (
         (192, 96),
-        "lstm2/backward_lstm/lstm_cell/kernel",
+        ("lstm2/backward_lstm/lstm_cell/kernel",),
         16,
     ),
     "lstm.weight_hh_l1_reverse": (
         (192, 48),
-        "lstm2/backward_lstm/lstm_cell/recurrent_kernel",
+        ("lstm2/backward_lstm/lstm_cell/recurrent_kernel",),
         16,
     ),
-    "lstm.bias_ih_l1_reverse": ((192,), "lstm2/backward_lstm/lstm_cell/bias", 16),
-    "lstm.bias_hh_l1_reverse": ((192,), "lstm2/backward_lstm/lstm_cell/bias", 16),
-    "tagger.weight": ((9, 96), "tagger/kernel", 17),
-    "tagger.bias": ((9,), "tagger/bias", 17),
+    "lstm.bias_ih_l1_reverse": ((192,), ("lstm2/backward_lstm/lstm_cell/bias",), 16),
+    "lstm.bias_hh_l1_reverse": ((192,), ("lstm2/backward_lstm/lstm_cell/bias",), 16),
+    "tagger.weight": ((9, 96), ("tagger/kernel",), 17),
+    "tagger.bias": ((9,), ("tagger/bias",), 17),
 }
 
 # PyTorch keys the spec deliberately leaves unused.
@@ -381,11 +381,12 @@ class _Arrays(Mapping):
 def _check_state_dict(state_dict, variables) -> None:
     problems = []
     for key, (shape, targets, line) in SOURCES.items():
+        weights = ", ".join(targets)
         if key not in state_dict:
-            problems.append(f"missing key {key!r} for {targets} ({SPEC}:{line})")
+            problems.append(f"missing key {key!r} for {weights} ({SPEC}:{line})")
         elif shape is not None and tuple(state_dict[key].shape) != shape:
             problems.append(
-                f"key {key!r} for {targets} has shape {tuple(state_dict[key].shape)}, "
+                f"key {key!r} for {weights} has shape {tuple(state_dict[key].shape)}, "
                 f"expected {shape} ({SPEC}:{line})"
             )
         else:
@@ -409,7 +410,7 @@ def _cast_problems(key, targets, line, state_dict, variables) -> list[str]:
     """
     problems = []
     value = _to_numpy(state_dict[key])
-    for target in targets.split(", "):
+    for target in targets:
         variable = variables.get(target)
         if variable is None:
             problems.append(f"model has no weight {target} ({SPEC}:{line})")
@@ -434,11 +435,10 @@ class _Assigner:
 
     def __init__(self, variables):
         self._variables = variables
-        # Keras weight -> (the PyTorch key(s) it is made from, spec line). A key
-        # read in chunks lists every weight it feeds, separated by ", ".
+        # Keras weight -> (the PyTorch key(s) it is made from, spec line).
         self._lines = {}
         for key, (_, targets, line) in SOURCES.items():
-            for target in targets.split(", "):
+            for target in targets:
                 before = self._lines.get(target, ("", line))[0]
                 self._lines[target] = (f"{before}, {key}" if before else key, line)
         self._filled = set()

@@ -26,13 +26,13 @@ SPEC = "specs/gru_classifier.yaml"
 # Every PyTorch key the model reads: its expected shape (None where a reshape
 # leaves it open), the Keras weight(s) it fills and the spec line that maps it.
 SOURCES = {
-    "embedding.weight": ((1000, 32), "embedding/embeddings", 11),
-    "gru.weight_ih_l0": ((192, 32), "gru/gru_cell/kernel", 14),
-    "gru.weight_hh_l0": ((192, 64), "gru/gru_cell/recurrent_kernel", 14),
-    "gru.bias_ih_l0": ((192,), "gru/gru_cell/bias", 14),
-    "gru.bias_hh_l0": ((192,), "gru/gru_cell/bias", 14),
-    "fc.weight": ((5, 64), "fc/kernel", 15),
-    "fc.bias": ((5,), "fc/bias", 15),
+    "embedding.weight": ((1000, 32), ("embedding/embeddings",), 11),
+    "gru.weight_ih_l0": ((192, 32), ("gru/gru_cell/kernel",), 14),
+    "gru.weight_hh_l0": ((192, 64), ("gru/gru_cell/recurrent_kernel",), 14),
+    "gru.bias_ih_l0": ((192,), ("gru/gru_cell/bias",), 14),
+    "gru.bias_hh_l0": ((192,), ("gru/gru_cell/bias",), 14),
+    "fc.weight": ((5, 64), ("fc/kernel",), 15),
+    "fc.bias": ((5,), ("fc/bias",), 15),
 }
 
 # PyTorch keys the spec deliberately leaves unused.
@@ -316,11 +316,12 @@ class _Arrays(Mapping):
 def _check_state_dict(state_dict, variables) -> None:
     problems = []
     for key, (shape, targets, line) in SOURCES.items():
+        weights = ", ".join(targets)
         if key not in state_dict:
-            problems.append(f"missing key {key!r} for {targets} ({SPEC}:{line})")
+            problems.append(f"missing key {key!r} for {weights} ({SPEC}:{line})")
         elif shape is not None and tuple(state_dict[key].shape) != shape:
             problems.append(
-                f"key {key!r} for {targets} has shape {tuple(state_dict[key].shape)}, "
+                f"key {key!r} for {weights} has shape {tuple(state_dict[key].shape)}, "
                 f"expected {shape} ({SPEC}:{line})"
             )
         else:
@@ -344,7 +345,7 @@ def _cast_problems(key, targets, line, state_dict, variables) -> list[str]:
     """
     problems = []
     value = _to_numpy(state_dict[key])
-    for target in targets.split(", "):
+    for target in targets:
         variable = variables.get(target)
         if variable is None:
             problems.append(f"model has no weight {target} ({SPEC}:{line})")
@@ -369,11 +370,10 @@ class _Assigner:
 
     def __init__(self, variables):
         self._variables = variables
-        # Keras weight -> (the PyTorch key(s) it is made from, spec line). A key
-        # read in chunks lists every weight it feeds, separated by ", ".
+        # Keras weight -> (the PyTorch key(s) it is made from, spec line).
         self._lines = {}
         for key, (_, targets, line) in SOURCES.items():
-            for target in targets.split(", "):
+            for target in targets:
                 before = self._lines.get(target, ("", line))[0]
                 self._lines[target] = (f"{before}, {key}" if before else key, line)
         self._filled = set()

@@ -26,196 +26,272 @@ SPEC = "specs/resnet18.yaml"
 # Every PyTorch key the model reads: its expected shape (None where a reshape
 # leaves it open), the Keras weight(s) it fills and the spec line that maps it.
 SOURCES = {
-    "conv1.weight": ((64, 3, 7, 7), "conv1/kernel", 34),
-    "bn1.weight": ((64,), "conv1/kernel, conv1/bias", 35),
-    "bn1.bias": ((64,), "conv1/bias", 35),
-    "bn1.running_mean": ((64,), "conv1/bias", 35),
-    "bn1.running_var": ((64,), "conv1/kernel, conv1/bias", 35),
-    "layer1.0.conv1.weight": ((64, 64, 3, 3), "layer1_0_conv1/kernel", 21),
-    "layer1.0.bn1.weight": ((64,), "layer1_0_conv1/kernel, layer1_0_conv1/bias", 22),
-    "layer1.0.bn1.bias": ((64,), "layer1_0_conv1/bias", 22),
-    "layer1.0.bn1.running_mean": ((64,), "layer1_0_conv1/bias", 22),
+    "conv1.weight": ((64, 3, 7, 7), ("conv1/kernel",), 34),
+    "bn1.weight": ((64,), ("conv1/kernel", "conv1/bias"), 35),
+    "bn1.bias": ((64,), ("conv1/bias",), 35),
+    "bn1.running_mean": ((64,), ("conv1/bias",), 35),
+    "bn1.running_var": ((64,), ("conv1/kernel", "conv1/bias"), 35),
+    "layer1.0.conv1.weight": ((64, 64, 3, 3), ("layer1_0_conv1/kernel",), 21),
+    "layer1.0.bn1.weight": (
+        (64,),
+        ("layer1_0_conv1/kernel", "layer1_0_conv1/bias"),
+        22,
+    ),
+    "layer1.0.bn1.bias": ((64,), ("layer1_0_conv1/bias",), 22),
+    "layer1.0.bn1.running_mean": ((64,), ("layer1_0_conv1/bias",), 22),
     "layer1.0.bn1.running_var": (
         (64,),
-        "layer1_0_conv1/kernel, layer1_0_conv1/bias",
+        ("layer1_0_conv1/kernel", "layer1_0_conv1/bias"),
         22,
     ),
-    "layer1.0.conv2.weight": ((64, 64, 3, 3), "layer1_0_conv2/kernel", 24),
-    "layer1.0.bn2.weight": ((64,), "layer1_0_conv2/kernel, layer1_0_conv2/bias", 25),
-    "layer1.0.bn2.bias": ((64,), "layer1_0_conv2/bias", 25),
-    "layer1.0.bn2.running_mean": ((64,), "layer1_0_conv2/bias", 25),
+    "layer1.0.conv2.weight": ((64, 64, 3, 3), ("layer1_0_conv2/kernel",), 24),
+    "layer1.0.bn2.weight": (
+        (64,),
+        ("layer1_0_conv2/kernel", "layer1_0_conv2/bias"),
+        25,
+    ),
+    "layer1.0.bn2.bias": ((64,), ("layer1_0_conv2/bias",), 25),
+    "layer1.0.bn2.running_mean": ((64,), ("layer1_0_conv2/bias",), 25),
     "layer1.0.bn2.running_var": (
         (64,),
-        "layer1_0_conv2/kernel, layer1_0_conv2/bias",
+        ("layer1_0_conv2/kernel", "layer1_0_conv2/bias"),
         25,
     ),
-    "layer1.1.conv1.weight": ((64, 64, 3, 3), "layer1_1_conv1/kernel", 21),
-    "layer1.1.bn1.weight": ((64,), "layer1_1_conv1/kernel, layer1_1_conv1/bias", 22),
-    "layer1.1.bn1.bias": ((64,), "layer1_1_conv1/bias", 22),
-    "layer1.1.bn1.running_mean": ((64,), "layer1_1_conv1/bias", 22),
+    "layer1.1.conv1.weight": ((64, 64, 3, 3), ("layer1_1_conv1/kernel",), 21),
+    "layer1.1.bn1.weight": (
+        (64,),
+        ("layer1_1_conv1/kernel", "layer1_1_conv1/bias"),
+        22,
+    ),
+    "layer1.1.bn1.bias": ((64,), ("layer1_1_conv1/bias",), 22),
+    "layer1.1.bn1.running_mean": ((64,), ("layer1_1_conv1/bias",), 22),
     "layer1.1.bn1.running_var": (
         (64,),
-        "layer1_1_conv1/kernel, layer1_1_conv1/bias",
+        ("layer1_1_conv1/kernel", "layer1_1_conv1/bias"),
         22,
     ),
-    "layer1.1.conv2.weight": ((64, 64, 3, 3), "layer1_1_conv2/kernel", 24),
-    "layer1.1.bn2.weight": ((64,), "layer1_1_conv2/kernel, layer1_1_conv2/bias", 25),
-    "layer1.1.bn2.bias": ((64,), "layer1_1_conv2/bias", 25),
-    "layer1.1.bn2.running_mean": ((64,), "layer1_1_conv2/bias", 25),
+    "layer1.1.conv2.weight": ((64, 64, 3, 3), ("layer1_1_conv2/kernel",), 24),
+    "layer1.1.bn2.weight": (
+        (64,),
+        ("layer1_1_conv2/kernel", "layer1_1_conv2/bias"),
+        25,
+    ),
+    "layer1.1.bn2.bias": ((64,), ("layer1_1_conv2/bias",), 25),
+    "layer1.1.bn2.running_mean": ((64,), ("layer1_1_conv2/bias",), 25),
     "layer1.1.bn2.running_var": (
         (64,),
-        "layer1_1_conv2/kernel, layer1_1_conv2/bias",
+        ("layer1_1_conv2/kernel", "layer1_1_conv2/bias"),
         25,
     ),
-    "layer2.0.conv1.weight": ((128, 64, 3, 3), "layer2_0_conv1/kernel", 21),
-    "layer2.0.bn1.weight": ((128,), "layer2_0_conv1/kernel, layer2_0_conv1/bias", 22),
-    "layer2.0.bn1.bias": ((128,), "layer2_0_conv1/bias", 22),
-    "layer2.0.bn1.running_mean": ((128,), "layer2_0_conv1/bias", 22),
+    "layer2.0.conv1.weight": ((128, 64, 3, 3), ("layer2_0_conv1/kernel",), 21),
+    "layer2.0.bn1.weight": (
+        (128,),
+        ("layer2_0_conv1/kernel", "layer2_0_conv1/bias"),
+        22,
+    ),
+    "layer2.0.bn1.bias": ((128,), ("layer2_0_conv1/bias",), 22),
+    "layer2.0.bn1.running_mean": ((128,), ("layer2_0_conv1/bias",), 22),
     "layer2.0.bn1.running_var": (
         (128,),
-        "layer2_0_conv1/kernel, layer2_0_conv1/bias",
+        ("layer2_0_conv1/kernel", "layer2_0_conv1/bias"),
         22,
     ),
-    "layer2.0.conv2.weight": ((128, 128, 3, 3), "layer2_0_conv2/kernel", 24),
-    "layer2.0.bn2.weight": ((128,), "layer2_0_conv2/kernel, layer2_0_conv2/bias", 25),
-    "layer2.0.bn2.bias": ((128,), "layer2_0_conv2/bias", 25),
-    "layer2.0.bn2.running_mean": ((128,), "layer2_0_conv2/bias", 25),
+    "layer2.0.conv2.weight": ((128, 128, 3, 3), ("layer2_0_conv2/kernel",), 24),
+    "layer2.0.bn2.weight": (
+        (128,),
+        ("layer2_0_conv2/kernel", "layer2_0_conv2/bias"),
+        25,
+    ),
+    "layer2.0.bn2.bias": ((128,), ("layer2_0_conv2/bias",), 25),
+    "layer2.0.bn2.running_mean": ((128,), ("layer2_0_conv2/bias",), 25),
     "layer2.0.bn2.running_var": (
         (128,),
-        "layer2_0_conv2/kernel, layer2_0_conv2/bias",
+        ("layer2_0_conv2/kernel", "layer2_0_conv2/bias"),
         25,
     ),
-    "layer2.0.downsample.0.weight": ((128, 64, 1, 1), "layer2_0_down_conv/kernel", 27),
+    "layer2.0.downsample.0.weight": (
+        (128, 64, 1, 1),
+        ("layer2_0_down_conv/kernel",),
+        27,
+    ),
     "layer2.0.downsample.1.weight": (
         (128,),
-        "layer2_0_down_conv/kernel, layer2_0_down_conv/bias",
+        ("layer2_0_down_conv/kernel", "layer2_0_down_conv/bias"),
         28,
     ),
-    "layer2.0.downsample.1.bias": ((128,), "layer2_0_down_conv/bias", 28),
-    "layer2.0.downsample.1.running_mean": ((128,), "layer2_0_down_conv/bias", 28),
+    "layer2.0.downsample.1.bias": ((128,), ("layer2_0_down_conv/bias",), 28),
+    "layer2.0.downsample.1.running_mean": ((128,), ("layer2_0_down_conv/bias",), 28),
     "layer2.0.downsample.1.running_var": (
         (128,),
-        "layer2_0_down_conv/kernel, layer2_0_down_conv/bias",
+        ("layer2_0_down_conv/kernel", "layer2_0_down_conv/bias"),
         28,
     ),
-    "layer2.1.conv1.weight": ((128, 128, 3, 3), "layer2_1_conv1/kernel", 21),
-    "layer2.1.bn1.weight": ((128,), "layer2_1_conv1/kernel, layer2_1_conv1/bias", 22),
-    "layer2.1.bn1.bias": ((128,), "layer2_1_conv1/bias", 22),
-    "layer2.1.bn1.running_mean": ((128,), "layer2_1_conv1/bias", 22),
+    "layer2.1.conv1.weight": ((128, 128, 3, 3), ("layer2_1_conv1/kernel",), 21),
+    "layer2.1.bn1.weight": (
+        (128,),
+        ("layer2_1_conv1/kernel", "layer2_1_conv1/bias"),
+        22,
+    ),
+    "layer2.1.bn1.bias": ((128,), ("layer2_1_conv1/bias",), 22),
+    "layer2.1.bn1.running_mean": ((128,), ("layer2_1_conv1/bias",), 22),
     "layer2.1.bn1.running_var": (
         (128,),
-        "layer2_1_conv1/kernel, layer2_1_conv1/bias",
+        ("layer2_1_conv1/kernel", "layer2_1_conv1/bias"),
         22,
     ),
-    "layer2.1.conv2.weight": ((128, 128, 3, 3), "layer2_1_conv2/kernel", 24),
-    "layer2.1.bn2.weight": ((128,), "layer2_1_conv2/kernel, layer2_1_conv2/bias", 25),
-    "layer2.1.bn2.bias": ((128,), "layer2_1_conv2/bias", 25),
-    "layer2.1.bn2.running_mean": ((128,), "layer2_1_conv2/bias", 25),
+    "layer2.1.conv2.weight": ((128, 128, 3, 3), ("layer2_1_conv2/kernel",), 24),
+    "layer2.1.bn2.weight": (
+        (128,),
+        ("layer2_1_conv2/kernel", "layer2_1_conv2/bias"),
+        25,
+    ),
+    "layer2.1.bn2.bias": ((128,), ("layer2_1_conv2/bias",), 25),
+    "layer2.1.bn2.running_mean": ((128,), ("layer2_1_conv2/bias",), 25),
     "layer2.1.bn2.running_var": (
         (128,),
-        "layer2_1_conv2/kernel, layer2_1_conv2/bias",
+        ("layer2_1_conv2/kernel", "layer2_1_conv2/bias"),
         25,
     ),
-    "layer3.0.conv1.weight": ((256, 128, 3, 3), "layer3_0_conv1/kernel", 21),
-    "layer3.0.bn1.weight": ((256,), "layer3_0_conv1/kernel, layer3_0_conv1/bias", 22),
-    "layer3.0.bn1.bias": ((256,), "layer3_0_conv1/bias", 22),
-    "layer3.0.bn1.running_mean": ((256,), "layer3_0_conv1/bias", 22),
+    "layer3.0.conv1.weight": ((256, 128, 3, 3), ("layer3_0_conv1/kernel",), 21),
+    "layer3.0.bn1.weight": (
+        (256,),
+        ("layer3_0_conv1/kernel", "layer3_0_conv1/bias"),
+        22,
+    ),
+    "layer3.0.bn1.bias": ((256,), ("layer3_0_conv1/bias",), 22),
+    "layer3.0.bn1.running_mean": ((256,), ("layer3_0_conv1/bias",), 22),
     "layer3.0.bn1.running_var": (
         (256,),
-        "layer3_0_conv1/kernel, layer3_0_conv1/bias",
+        ("layer3_0_conv1/kernel", "layer3_0_conv1/bias"),
         22,
     ),
-    "layer3.0.conv2.weight": ((256, 256, 3, 3), "layer3_0_conv2/kernel", 24),
-    "layer3.0.bn2.weight": ((256,), "layer3_0_conv2/kernel, layer3_0_conv2/bias", 25),
-    "layer3.0.bn2.bias": ((256,), "layer3_0_conv2/bias", 25),
-    "layer3.0.bn2.running_mean": ((256,), "layer3_0_conv2/bias", 25),
+    "layer3.0.conv2.weight": ((256, 256, 3, 3), ("layer3_0_conv2/kernel",), 24),
+    "layer3.0.bn2.weight": (
+        (256,),
+        ("layer3_0_conv2/kernel", "layer3_0_conv2/bias"),
+        25,
+    ),
+    "layer3.0.bn2.bias": ((256,), ("layer3_0_conv2/bias",), 25),
+    "layer3.0.bn2.running_mean": ((256,), ("layer3_0_conv2/bias",), 25),
     "layer3.0.bn2.running_var": (
         (256,),
-        "layer3_0_conv2/kernel, layer3_0_conv2/bias",
+        ("layer3_0_conv2/kernel", "layer3_0_conv2/bias"),
         25,
     ),
-    "layer3.0.downsample.0.weight": ((256, 128, 1, 1), "layer3_0_down_conv/kernel", 27),
+    "layer3.0.downsample.0.weight": (
+        (256, 128, 1, 1),
+        ("layer3_0_down_conv/kernel",),
+        27,
+    ),
     "layer3.0.downsample.1.weight": (
         (256,),
-        "layer3_0_down_conv/kernel, layer3_0_down_conv/bias",
+        ("layer3_0_down_conv/kernel", "layer3_0_down_conv/bias"),
         28,
     ),
-    "layer3.0.downsample.1.bias": ((256,), "layer3_0_down_conv/bias", 28),
-    "layer3.0.downsample.1.running_mean": ((256,), "layer3_0_down_conv/bias", 28),
+    "layer3.0.downsample.1.bias": ((256,), ("layer3_0_down_conv/bias",), 28),
+    "layer3.0.downsample.1.running_mean": ((256,), ("layer3_0_down_conv/bias",), 28),
     "layer3.0.downsample.1.running_var": (
         (256,),
-        "layer3_0_down_conv/kernel, layer3_0_down_conv/bias",
+        ("layer3_0_down_conv/kernel", "layer3_0_down_conv/bias"),
         28,
     ),
-    "layer3.1.conv1.weight": ((256, 256, 3, 3), "layer3_1_conv1/kernel", 21),
-    "layer3.1.bn1.weight": ((256,), "layer3_1_conv1/kernel, layer3_1_conv1/bias", 22),
-    "layer3.1.bn1.bias": ((256,), "layer3_1_conv1/bias", 22),
-    "layer3.1.bn1.running_mean": ((256,), "layer3_1_conv1/bias", 22),
+    "layer3.1.conv1.weight": ((256, 256, 3, 3), ("layer3_1_conv1/kernel",), 21),
+    "layer3.1.bn1.weight": (
+        (256,),
+        ("layer3_1_conv1/kernel", "layer3_1_conv1/bias"),
+        22,
+    ),
+    "layer3.1.bn1.bias": ((256,), ("layer3_1_conv1/bias",), 22),
+    "layer3.1.bn1.running_mean": ((256,), ("layer3_1_conv1/bias",), 22),
     "layer3.1.bn1.running_var": (
         (256,),
-        "layer3_1_conv1/kernel, layer3_1_conv1/bias",
+        ("layer3_1_conv1/kernel", "layer3_1_conv1/bias"),
         22,
     ),
-    "layer3.1.conv2.weight": ((256, 256, 3, 3), "layer3_1_conv2/kernel", 24),
-    "layer3.1.bn2.weight": ((256,), "layer3_1_conv2/kernel, layer3_1_conv2/bias", 25),
-    "layer3.1.bn2.bias": ((256,), "layer3_1_conv2/bias", 25),
-    "layer3.1.bn2.running_mean": ((256,), "layer3_1_conv2/bias", 25),
+    "layer3.1.conv2.weight": ((256, 256, 3, 3), ("layer3_1_conv2/kernel",), 24),
+    "layer3.1.bn2.weight": (
+        (256,),
+        ("layer3_1_conv2/kernel", "layer3_1_conv2/bias"),
+        25,
+    ),
+    "layer3.1.bn2.bias": ((256,), ("layer3_1_conv2/bias",), 25),
+    "layer3.1.bn2.running_mean": ((256,), ("layer3_1_conv2/bias",), 25),
     "layer3.1.bn2.running_var": (
         (256,),
-        "layer3_1_conv2/kernel, layer3_1_conv2/bias",
+        ("layer3_1_conv2/kernel", "layer3_1_conv2/bias"),
         25,
     ),
-    "layer4.0.conv1.weight": ((512, 256, 3, 3), "layer4_0_conv1/kernel", 21),
-    "layer4.0.bn1.weight": ((512,), "layer4_0_conv1/kernel, layer4_0_conv1/bias", 22),
-    "layer4.0.bn1.bias": ((512,), "layer4_0_conv1/bias", 22),
-    "layer4.0.bn1.running_mean": ((512,), "layer4_0_conv1/bias", 22),
+    "layer4.0.conv1.weight": ((512, 256, 3, 3), ("layer4_0_conv1/kernel",), 21),
+    "layer4.0.bn1.weight": (
+        (512,),
+        ("layer4_0_conv1/kernel", "layer4_0_conv1/bias"),
+        22,
+    ),
+    "layer4.0.bn1.bias": ((512,), ("layer4_0_conv1/bias",), 22),
+    "layer4.0.bn1.running_mean": ((512,), ("layer4_0_conv1/bias",), 22),
     "layer4.0.bn1.running_var": (
         (512,),
-        "layer4_0_conv1/kernel, layer4_0_conv1/bias",
+        ("layer4_0_conv1/kernel", "layer4_0_conv1/bias"),
         22,
     ),
-    "layer4.0.conv2.weight": ((512, 512, 3, 3), "layer4_0_conv2/kernel", 24),
-    "layer4.0.bn2.weight": ((512,), "layer4_0_conv2/kernel, layer4_0_conv2/bias", 25),
-    "layer4.0.bn2.bias": ((512,), "layer4_0_conv2/bias", 25),
-    "layer4.0.bn2.running_mean": ((512,), "layer4_0_conv2/bias", 25),
+    "layer4.0.conv2.weight": ((512, 512, 3, 3), ("layer4_0_conv2/kernel",), 24),
+    "layer4.0.bn2.weight": (
+        (512,),
+        ("layer4_0_conv2/kernel", "layer4_0_conv2/bias"),
+        25,
+    ),
+    "layer4.0.bn2.bias": ((512,), ("layer4_0_conv2/bias",), 25),
+    "layer4.0.bn2.running_mean": ((512,), ("layer4_0_conv2/bias",), 25),
     "layer4.0.bn2.running_var": (
         (512,),
-        "layer4_0_conv2/kernel, layer4_0_conv2/bias",
+        ("layer4_0_conv2/kernel", "layer4_0_conv2/bias"),
         25,
     ),
-    "layer4.0.downsample.0.weight": ((512, 256, 1, 1), "layer4_0_down_conv/kernel", 27),
+    "layer4.0.downsample.0.weight": (
+        (512, 256, 1, 1),
+        ("layer4_0_down_conv/kernel",),
+        27,
+    ),
     "layer4.0.downsample.1.weight": (
         (512,),
-        "layer4_0_down_conv/kernel, layer4_0_down_conv/bias",
+        ("layer4_0_down_conv/kernel", "layer4_0_down_conv/bias"),
         28,
     ),
-    "layer4.0.downsample.1.bias": ((512,), "layer4_0_down_conv/bias", 28),
-    "layer4.0.downsample.1.running_mean": ((512,), "layer4_0_down_conv/bias", 28),
+    "layer4.0.downsample.1.bias": ((512,), ("layer4_0_down_conv/bias",), 28),
+    "layer4.0.downsample.1.running_mean": ((512,), ("layer4_0_down_conv/bias",), 28),
     "layer4.0.downsample.1.running_var": (
         (512,),
-        "layer4_0_down_conv/kernel, layer4_0_down_conv/bias",
+        ("layer4_0_down_conv/kernel", "layer4_0_down_conv/bias"),
         28,
     ),
-    "layer4.1.conv1.weight": ((512, 512, 3, 3), "layer4_1_conv1/kernel", 21),
-    "layer4.1.bn1.weight": ((512,), "layer4_1_conv1/kernel, layer4_1_conv1/bias", 22),
-    "layer4.1.bn1.bias": ((512,), "layer4_1_conv1/bias", 22),
-    "layer4.1.bn1.running_mean": ((512,), "layer4_1_conv1/bias", 22),
-    "layer4.1.bn1.running_var": (
+    "layer4.1.conv1.weight": ((512, 512, 3, 3), ("layer4_1_conv1/kernel",), 21),
+    "layer4.1.bn1.weight": (
         (512,),
-        "layer4_1_conv1/kernel, layer4_1_conv1/bias",
+        ("layer4_1_conv1/kernel", "layer4_1_conv1/bias"),
         22,
     ),
-    "layer4.1.conv2.weight": ((512, 512, 3, 3), "layer4_1_conv2/kernel", 24),
-    "layer4.1.bn2.weight": ((512,), "layer4_1_conv2/kernel, layer4_1_conv2/bias", 25),
-    "layer4.1.bn2.bias": ((512,), "layer4_1_conv2/bias", 25),
-    "layer4.1.bn2.running_mean": ((512,), "layer4_1_conv2/bias", 25),
-    "layer4.1.bn2.running_var": (
+    "layer4.1.bn1.bias": ((512,), ("layer4_1_conv1/bias",), 22),
+    "layer4.1.bn1.running_mean": ((512,), ("layer4_1_conv1/bias",), 22),
+    "layer4.1.bn1.running_var": (
         (512,),
-        "layer4_1_conv2/kernel, layer4_1_conv2/bias",
+        ("layer4_1_conv1/kernel", "layer4_1_conv1/bias"),
+        22,
+    ),
+    "layer4.1.conv2.weight": ((512, 512, 3, 3), ("layer4_1_conv2/kernel",), 24),
+    "layer4.1.bn2.weight": (
+        (512,),
+        ("layer4_1_conv2/kernel", "layer4_1_conv2/bias"),
         25,
     ),
-    "fc.weight": ((1000, 512), "fc/kernel", 44),
-    "fc.bias": ((1000,), "fc/bias", 44),
+    "layer4.1.bn2.bias": ((512,), ("layer4_1_conv2/bias",), 25),
+    "layer4.1.bn2.running_mean": ((512,), ("layer4_1_conv2/bias",), 25),
+    "layer4.1.bn2.running_var": (
+        (512,),
+        ("layer4_1_conv2/kernel", "layer4_1_conv2/bias"),
+        25,
+    ),
+    "fc.weight": ((1000, 512), ("fc/kernel",), 44),
+    "fc.bias": ((1000,), ("fc/bias",), 44),
 }
 
 # PyTorch keys the spec deliberately leaves unused.
@@ -904,11 +980,12 @@ class _Arrays(Mapping):
 def _check_state_dict(state_dict, variables) -> None:
     problems = []
     for key, (shape, targets, line) in SOURCES.items():
+        weights = ", ".join(targets)
         if key not in state_dict:
-            problems.append(f"missing key {key!r} for {targets} ({SPEC}:{line})")
+            problems.append(f"missing key {key!r} for {weights} ({SPEC}:{line})")
         elif shape is not None and tuple(state_dict[key].shape) != shape:
             problems.append(
-                f"key {key!r} for {targets} has shape {tuple(state_dict[key].shape)}, "
+                f"key {key!r} for {weights} has shape {tuple(state_dict[key].shape)}, "
                 f"expected {shape} ({SPEC}:{line})"
             )
         else:
@@ -932,7 +1009,7 @@ def _cast_problems(key, targets, line, state_dict, variables) -> list[str]:
     """
     problems = []
     value = _to_numpy(state_dict[key])
-    for target in targets.split(", "):
+    for target in targets:
         variable = variables.get(target)
         if variable is None:
             problems.append(f"model has no weight {target} ({SPEC}:{line})")
@@ -957,11 +1034,10 @@ class _Assigner:
 
     def __init__(self, variables):
         self._variables = variables
-        # Keras weight -> (the PyTorch key(s) it is made from, spec line). A key
-        # read in chunks lists every weight it feeds, separated by ", ".
+        # Keras weight -> (the PyTorch key(s) it is made from, spec line).
         self._lines = {}
         for key, (_, targets, line) in SOURCES.items():
-            for target in targets.split(", "):
+            for target in targets:
                 before = self._lines.get(target, ("", line))[0]
                 self._lines[target] = (f"{before}, {key}" if before else key, line)
         self._filled = set()

@@ -26,8 +26,8 @@ SPEC = "specs/seed_linear.yaml"
 # Every PyTorch key the model reads: its expected shape (None where a reshape
 # leaves it open), the Keras weight(s) it fills and the spec line that maps it.
 SOURCES = {
-    "fc.weight": ((5, 10), "fc/kernel", 11),
-    "fc.bias": ((5,), "fc/bias", 11),
+    "fc.weight": ((5, 10), ("fc/kernel",), 11),
+    "fc.bias": ((5,), ("fc/bias",), 11),
 }
 
 # PyTorch keys the spec deliberately leaves unused.
@@ -293,11 +293,12 @@ class _Arrays(Mapping):
 def _check_state_dict(state_dict, variables) -> None:
     problems = []
     for key, (shape, targets, line) in SOURCES.items():
+        weights = ", ".join(targets)
         if key not in state_dict:
-            problems.append(f"missing key {key!r} for {targets} ({SPEC}:{line})")
+            problems.append(f"missing key {key!r} for {weights} ({SPEC}:{line})")
         elif shape is not None and tuple(state_dict[key].shape) != shape:
             problems.append(
-                f"key {key!r} for {targets} has shape {tuple(state_dict[key].shape)}, "
+                f"key {key!r} for {weights} has shape {tuple(state_dict[key].shape)}, "
                 f"expected {shape} ({SPEC}:{line})"
             )
         else:
@@ -321,7 +322,7 @@ def _cast_problems(key, targets, line, state_dict, variables) -> list[str]:
     """
     problems = []
     value = _to_numpy(state_dict[key])
-    for target in targets.split(", "):
+    for target in targets:
         variable = variables.get(target)
         if variable is None:
             problems.append(f"model has no weight {target} ({SPEC}:{line})")
@@ -346,11 +347,10 @@ class _Assigner:
 
     def __init__(self, variables):
         self._variables = variables
-        # Keras weight -> (the PyTorch key(s) it is made from, spec line). A key
-        # read in chunks lists every weight it feeds, separated by ", ".
+        # Keras weight -> (the PyTorch key(s) it is made from, spec line).
         self._lines = {}
         for key, (_, targets, line) in SOURCES.items():
-            for target in targets.split(", "):
+            for target in targets:
                 before = self._lines.get(target, ("", line))[0]
                 self._lines[target] = (f"{before}, {key}" if before else key, line)
         self._filled = set()

@@ -26,58 +26,58 @@ SPEC = "specs/squeezenet1_1.yaml"
 # Every PyTorch key the model reads: its expected shape (None where a reshape
 # leaves it open), the Keras weight(s) it fills and the spec line that maps it.
 SOURCES = {
-    "features.0.weight": ((64, 3, 3, 3), "conv0/kernel", 25),
-    "features.0.bias": ((64,), "conv0/bias", 25),
-    "features.3.squeeze.weight": ((16, 64, 1, 1), "fire3_squeeze/kernel", 15),
-    "features.3.squeeze.bias": ((16,), "fire3_squeeze/bias", 15),
-    "features.3.expand1x1.weight": ((64, 16, 1, 1), "fire3_expand1x1/kernel", 17),
-    "features.3.expand1x1.bias": ((64,), "fire3_expand1x1/bias", 17),
-    "features.3.expand3x3.weight": ((64, 16, 3, 3), "fire3_expand3x3/kernel", 19),
-    "features.3.expand3x3.bias": ((64,), "fire3_expand3x3/bias", 19),
-    "features.4.squeeze.weight": ((16, 128, 1, 1), "fire4_squeeze/kernel", 15),
-    "features.4.squeeze.bias": ((16,), "fire4_squeeze/bias", 15),
-    "features.4.expand1x1.weight": ((64, 16, 1, 1), "fire4_expand1x1/kernel", 17),
-    "features.4.expand1x1.bias": ((64,), "fire4_expand1x1/bias", 17),
-    "features.4.expand3x3.weight": ((64, 16, 3, 3), "fire4_expand3x3/kernel", 19),
-    "features.4.expand3x3.bias": ((64,), "fire4_expand3x3/bias", 19),
-    "features.6.squeeze.weight": ((32, 128, 1, 1), "fire6_squeeze/kernel", 15),
-    "features.6.squeeze.bias": ((32,), "fire6_squeeze/bias", 15),
-    "features.6.expand1x1.weight": ((128, 32, 1, 1), "fire6_expand1x1/kernel", 17),
-    "features.6.expand1x1.bias": ((128,), "fire6_expand1x1/bias", 17),
-    "features.6.expand3x3.weight": ((128, 32, 3, 3), "fire6_expand3x3/kernel", 19),
-    "features.6.expand3x3.bias": ((128,), "fire6_expand3x3/bias", 19),
-    "features.7.squeeze.weight": ((32, 256, 1, 1), "fire7_squeeze/kernel", 15),
-    "features.7.squeeze.bias": ((32,), "fire7_squeeze/bias", 15),
-    "features.7.expand1x1.weight": ((128, 32, 1, 1), "fire7_expand1x1/kernel", 17),
-    "features.7.expand1x1.bias": ((128,), "fire7_expand1x1/bias", 17),
-    "features.7.expand3x3.weight": ((128, 32, 3, 3), "fire7_expand3x3/kernel", 19),
-    "features.7.expand3x3.bias": ((128,), "fire7_expand3x3/bias", 19),
-    "features.9.squeeze.weight": ((48, 256, 1, 1), "fire9_squeeze/kernel", 15),
-    "features.9.squeeze.bias": ((48,), "fire9_squeeze/bias", 15),
-    "features.9.expand1x1.weight": ((192, 48, 1, 1), "fire9_expand1x1/kernel", 17),
-    "features.9.expand1x1.bias": ((192,), "fire9_expand1x1/bias", 17),
-    "features.9.expand3x3.weight": ((192, 48, 3, 3), "fire9_expand3x3/kernel", 19),
-    "features.9.expand3x3.bias": ((192,), "fire9_expand3x3/bias", 19),
-    "features.10.squeeze.weight": ((48, 384, 1, 1), "fire10_squeeze/kernel", 15),
-    "features.10.squeeze.bias": ((48,), "fire10_squeeze/bias", 15),
-    "features.10.expand1x1.weight": ((192, 48, 1, 1), "fire10_expand1x1/kernel", 17),
-    "features.10.expand1x1.bias": ((192,), "fire10_expand1x1/bias", 17),
-    "features.10.expand3x3.weight": ((192, 48, 3, 3), "fire10_expand3x3/kernel", 19),
-    "features.10.expand3x3.bias": ((192,), "fire10_expand3x3/bias", 19),
-    "features.11.squeeze.weight": ((64, 384, 1, 1), "fire11_squeeze/kernel", 15),
-    "features.11.squeeze.bias": ((64,), "fire11_squeeze/bias", 15),
-    "features.11.expand1x1.weight": ((256, 64, 1, 1), "fire11_expand1x1/kernel", 17),
-    "features.11.expand1x1.bias": ((256,), "fire11_expand1x1/bias", 17),
-    "features.11.expand3x3.weight": ((256, 64, 3, 3), "fire11_expand3x3/kernel", 19),
-    "features.11.expand3x3.bias": ((256,), "fire11_expand3x3/bias", 19),
-    "features.12.squeeze.weight": ((64, 512, 1, 1), "fire12_squeeze/kernel", 15),
-    "features.12.squeeze.bias": ((64,), "fire12_squeeze/bias", 15),
-    "features.12.expand1x1.weight": ((256, 64, 1, 1), "fire12_expand1x1/kernel", 17),
-    "features.12.expand1x1.bias": ((256,), "fire12_expand1x1/bias", 17),
-    "features.12.expand3x3.weight": ((256, 64, 3, 3), "fire12_expand3x3/kernel", 19),
-    "features.12.expand3x3.bias": ((256,), "fire12_expand3x3/bias", 19),
-    "classifier.1.weight": ((1000, 512, 1, 1), "final_conv/kernel", 40),
-    "classifier.1.bias": ((1000,), "final_conv/bias", 40),
+    "features.0.weight": ((64, 3, 3, 3), ("conv0/kernel",), 25),
+    "features.0.bias": ((64,), ("conv0/bias",), 25),
+    "features.3.squeeze.weight": ((16, 64, 1, 1), ("fire3_squeeze/kernel",), 15),
+    "features.3.squeeze.bias": ((16,), ("fire3_squeeze/bias",), 15),
+    "features.3.expand1x1.weight": ((64, 16, 1, 1), ("fire3_expand1x1/kernel",), 17),
+    "features.3.expand1x1.bias": ((64,), ("fire3_expand1x1/bias",), 17),
+    "features.3.expand3x3.weight": ((64, 16, 3, 3), ("fire3_expand3x3/kernel",), 19),
+    "features.3.expand3x3.bias": ((64,), ("fire3_expand3x3/bias",), 19),
+    "features.4.squeeze.weight": ((16, 128, 1, 1), ("fire4_squeeze/kernel",), 15),
+    "features.4.squeeze.bias": ((16,), ("fire4_squeeze/bias",), 15),
+    "features.4.expand1x1.weight": ((64, 16, 1, 1), ("fire4_expand1x1/kernel",), 17),
+    "features.4.expand1x1.bias": ((64,), ("fire4_expand1x1/bias",), 17),
+    "features.4.expand3x3.weight": ((64, 16, 3, 3), ("fire4_expand3x3/kernel",), 19),
+    "features.4.expand3x3.bias": ((64,), ("fire4_expand3x3/bias",), 19),
+    "features.6.squeeze.weight": ((32, 128, 1, 1), ("fire6_squeeze/kernel",), 15),
+    "features.6.squeeze.bias": ((32,), ("fire6_squeeze/bias",), 15),
+    "features.6.expand1x1.weight": ((128, 32, 1, 1), ("fire6_expand1x1/kernel",), 17),
+    "features.6.expand1x1.bias": ((128,), ("fire6_expand1x1/bias",), 17),
+    "features.6.expand3x3.weight": ((128, 32, 3, 3), ("fire6_expand3x3/kernel",), 19),
+    "features.6.expand3x3.bias": ((128,), ("fire6_expand3x3/bias",), 19),
+    "features.7.squeeze.weight": ((32, 256, 1, 1), ("fire7_squeeze/kernel",), 15),
+    "features.7.squeeze.bias": ((32,), ("fire7_squeeze/bias",), 15),
+    "features.7.expand1x1.weight": ((128, 32, 1, 1), ("fire7_expand1x1/kernel",), 17),
+    "features.7.expand1x1.bias": ((128,), ("fire7_expand1x1/bias",), 17),
+    "features.7.expand3x3.weight": ((128, 32, 3, 3), ("fire7_expand3x3/kernel",), 19),
+    "features.7.expand3x3.bias": ((128,), ("fire7_expand3x3/bias",), 19),
+    "features.9.squeeze.weight": ((48, 256, 1, 1), ("fire9_squeeze/kernel",), 15),
+    "features.9.squeeze.bias": ((48,), ("fire9_squeeze/bias",), 15),
+    "features.9.expand1x1.weight": ((192, 48, 1, 1), ("fire9_expand1x1/kernel",), 17),
+    "features.9.expand1x1.bias": ((192,), ("fire9_expand1x1/bias",), 17),
+    "features.9.expand3x3.weight": ((192, 48, 3, 3), ("fire9_expand3x3/kernel",), 19),
+    "features.9.expand3x3.bias": ((192,), ("fire9_expand3x3/bias",), 19),
+    "features.10.squeeze.weight": ((48, 384, 1, 1), ("fire10_squeeze/kernel",), 15),
+    "features.10.squeeze.bias": ((48,), ("fire10_squeeze/bias",), 15),
+    "features.10.expand1x1.weight": ((192, 48, 1, 1), ("fire10_expand1x1/kernel",), 17),
+    "features.10.expand1x1.bias": ((192,), ("fire10_expand1x1/bias",), 17),
+    "features.10.expand3x3.weight": ((192, 48, 3, 3), ("fire10_expand3x3/kernel",), 19),
+    "features.10.expand3x3.bias": ((192,), ("fire10_expand3x3/bias",), 19),
+    "features.11.squeeze.weight": ((64, 384, 1, 1), ("fire11_squeeze/kernel",), 15),
+    "features.11.squeeze.bias": ((64,), ("fire11_squeeze/bias",), 15),
+    "features.11.expand1x1.weight": ((256, 64, 1, 1), ("fire11_expand1x1/kernel",), 17),
+    "features.11.expand1x1.bias": ((256,), ("fire11_expand1x1/bias",), 17),
+    "features.11.expand3x3.weight": ((256, 64, 3, 3), ("fire11_expand3x3/kernel",), 19),
+    "features.11.expand3x3.bias": ((256,), ("fire11_expand3x3/bias",), 19),
+    "features.12.squeeze.weight": ((64, 512, 1, 1), ("fire12_squeeze/kernel",), 15),
+    "features.12.squeeze.bias": ((64,), ("fire12_squeeze/bias",), 15),
+    "features.12.expand1x1.weight": ((256, 64, 1, 1), ("fire12_expand1x1/kernel",), 17),
+    "features.12.expand1x1.bias": ((256,), ("fire12_expand1x1/bias",), 17),
+    "features.12.expand3x3.weight": ((256, 64, 3, 3), ("fire12_expand3x3/kernel",), 19),
+    "features.12.expand3x3.bias": ((256,), ("fire12_expand3x3/bias",), 19),
+    "classifier.1.weight": ((1000, 512, 1, 1), ("final_conv/kernel",), 40),
+    "classifier.1.bias": ((1000,), ("final_conv/bias",), 40),
 }
 
 # PyTorch keys the spec deliberately leaves unused.
@@ -717,11 +717,12 @@ class _Arrays(Mapping):
 def _check_state_dict(state_dict, variables) -> None:
     problems = []
     for key, (shape, targets, line) in SOURCES.items():
+        weights = ", ".join(targets)
         if key not in state_dict:
-            problems.append(f"missing key {key!r} for {targets} ({SPEC}:{line})")
+            problems.append(f"missing key {key!r} for {weights} ({SPEC}:{line})")
         elif shape is not None and tuple(state_dict[key].shape) != shape:
             problems.append(
-                f"key {key!r} for {targets} has shape {tuple(state_dict[key].shape)}, "
+                f"key {key!r} for {weights} has shape {tuple(state_dict[key].shape)}, "
                 f"expected {shape} ({SPEC}:{line})"
             )
         else:
@@ -745,7 +746,7 @@ def _cast_problems(key, targets, line, state_dict, variables) -> list[str]:
     """
     problems = []
     value = _to_numpy(state_dict[key])
-    for target in targets.split(", "):
+    for target in targets:
         variable = variables.get(target)
         if variable is None:
             problems.append(f"model has no weight {target} ({SPEC}:{line})")
@@ -770,11 +771,10 @@ class _Assigner:
 
     def __init__(self, variables):
         self._variables = variables
-        # Keras weight -> (the PyTorch key(s) it is made from, spec line). A key
-        # read in chunks lists every weight it feeds, separated by ", ".
+        # Keras weight -> (the PyTorch key(s) it is made from, spec line).
         self._lines = {}
         for key, (_, targets, line) in SOURCES.items():
-            for target in targets.split(", "):
+            for target in targets:
                 before = self._lines.get(target, ("", line))[0]
                 self._lines[target] = (f"{before}, {key}" if before else key, line)
         self._filled = set()

@@ -26,63 +26,79 @@ SPEC = "specs/transformer_encoder_prenorm.yaml"
 # Every PyTorch key the model reads: its expected shape (None where a reshape
 # leaves it open), the Keras weight(s) it fills and the spec line that maps it.
 SOURCES = {
-    "embedding.weight": ((1000, 64), "embedding/embeddings", 30),
-    "encoder.layers.0.norm1.weight": ((64,), "layers_0_norm1/gamma", 18),
-    "encoder.layers.0.norm1.bias": ((64,), "layers_0_norm1/beta", 18),
+    "embedding.weight": ((1000, 64), ("embedding/embeddings",), 30),
+    "encoder.layers.0.norm1.weight": ((64,), ("layers_0_norm1/gamma",), 18),
+    "encoder.layers.0.norm1.bias": ((64,), ("layers_0_norm1/beta",), 18),
     "encoder.layers.0.self_attn.in_proj_weight": (
         (192, 64),
-        "layers_0_self_attn/query/kernel, layers_0_self_attn/key/kernel, layers_0_self_attn/value/kernel",
+        (
+            "layers_0_self_attn/query/kernel",
+            "layers_0_self_attn/key/kernel",
+            "layers_0_self_attn/value/kernel",
+        ),
         19,
     ),
     "encoder.layers.0.self_attn.in_proj_bias": (
         (192,),
-        "layers_0_self_attn/query/bias, layers_0_self_attn/key/bias, layers_0_self_attn/value/bias",
+        (
+            "layers_0_self_attn/query/bias",
+            "layers_0_self_attn/key/bias",
+            "layers_0_self_attn/value/bias",
+        ),
         19,
     ),
     "encoder.layers.0.self_attn.out_proj.weight": (
         (64, 64),
-        "layers_0_self_attn/attention_output/kernel",
+        ("layers_0_self_attn/attention_output/kernel",),
         19,
     ),
     "encoder.layers.0.self_attn.out_proj.bias": (
         (64,),
-        "layers_0_self_attn/attention_output/bias",
+        ("layers_0_self_attn/attention_output/bias",),
         19,
     ),
-    "encoder.layers.0.norm2.weight": ((64,), "layers_0_norm2/gamma", 21),
-    "encoder.layers.0.norm2.bias": ((64,), "layers_0_norm2/beta", 21),
-    "encoder.layers.0.linear1.weight": ((128, 64), "layers_0_linear1/kernel", 24),
-    "encoder.layers.0.linear1.bias": ((128,), "layers_0_linear1/bias", 24),
-    "encoder.layers.0.linear2.weight": ((64, 128), "layers_0_linear2/kernel", 26),
-    "encoder.layers.0.linear2.bias": ((64,), "layers_0_linear2/bias", 26),
-    "encoder.layers.1.norm1.weight": ((64,), "layers_1_norm1/gamma", 18),
-    "encoder.layers.1.norm1.bias": ((64,), "layers_1_norm1/beta", 18),
+    "encoder.layers.0.norm2.weight": ((64,), ("layers_0_norm2/gamma",), 21),
+    "encoder.layers.0.norm2.bias": ((64,), ("layers_0_norm2/beta",), 21),
+    "encoder.layers.0.linear1.weight": ((128, 64), ("layers_0_linear1/kernel",), 24),
+    "encoder.layers.0.linear1.bias": ((128,), ("layers_0_linear1/bias",), 24),
+    "encoder.layers.0.linear2.weight": ((64, 128), ("layers_0_linear2/kernel",), 26),
+    "encoder.layers.0.linear2.bias": ((64,), ("layers_0_linear2/bias",), 26),
+    "encoder.layers.1.norm1.weight": ((64,), ("layers_1_norm1/gamma",), 18),
+    "encoder.layers.1.norm1.bias": ((64,), ("layers_1_norm1/beta",), 18),
     "encoder.layers.1.self_attn.in_proj_weight": (
         (192, 64),
-        "layers_1_self_attn/query/kernel, layers_1_self_attn/key/kernel, layers_1_self_attn/value/kernel",
+        (
+            "layers_1_self_attn/query/kernel",
+            "layers_1_self_attn/key/kernel",
+            "layers_1_self_attn/value/kernel",
+        ),
         19,
     ),
     "encoder.layers.1.self_attn.in_proj_bias": (
         (192,),
-        "layers_1_self_attn/query/bias, layers_1_self_attn/key/bias, layers_1_self_attn/value/bias",
+        (
+            "layers_1_self_attn/query/bias",
+            "layers_1_self_attn/key/bias",
+            "layers_1_self_attn/value/bias",
+        ),
         19,
     ),
     "encoder.layers.1.self_attn.out_proj.weight": (
         (64, 64),
-        "layers_1_self_attn/attention_output/kernel",
+        ("layers_1_self_attn/attention_output/kernel",),
         19,
     ),
     "encoder.layers.1.self_attn.out_proj.bias": (
         (64,),
-        "layers_1_self_attn/attention_output/bias",
+        ("layers_1_self_attn/attention_output/bias",),
         19,
     ),
-    "encoder.layers.1.norm2.weight": ((64,), "layers_1_norm2/gamma", 21),
-    "encoder.layers.1.norm2.bias": ((64,), "layers_1_norm2/beta", 21),
-    "encoder.layers.1.linear1.weight": ((128, 64), "layers_1_linear1/kernel", 24),
-    "encoder.layers.1.linear1.bias": ((128,), "layers_1_linear1/bias", 24),
-    "encoder.layers.1.linear2.weight": ((64, 128), "layers_1_linear2/kernel", 26),
-    "encoder.layers.1.linear2.bias": ((64,), "layers_1_linear2/bias", 26),
+    "encoder.layers.1.norm2.weight": ((64,), ("layers_1_norm2/gamma",), 21),
+    "encoder.layers.1.norm2.bias": ((64,), ("layers_1_norm2/beta",), 21),
+    "encoder.layers.1.linear1.weight": ((128, 64), ("layers_1_linear1/kernel",), 24),
+    "encoder.layers.1.linear1.bias": ((128,), ("layers_1_linear1/bias",), 24),
+    "encoder.layers.1.linear2.weight": ((64, 128), ("layers_1_linear2/kernel",), 26),
+    "encoder.layers.1.linear2.bias": ((64,), ("layers_1_linear2/bias",), 26),
 }
 
 # PyTorch keys the spec deliberately leaves unused.
@@ -495,11 +511,12 @@ class _Arrays(Mapping):
 def _check_state_dict(state_dict, variables) -> None:
     problems = []
     for key, (shape, targets, line) in SOURCES.items():
+        weights = ", ".join(targets)
         if key not in state_dict:
-            problems.append(f"missing key {key!r} for {targets} ({SPEC}:{line})")
+            problems.append(f"missing key {key!r} for {weights} ({SPEC}:{line})")
         elif shape is not None and tuple(state_dict[key].shape) != shape:
             problems.append(
-                f"key {key!r} for {targets} has shape {tuple(state_dict[key].shape)}, "
+                f"key {key!r} for {weights} has shape {tuple(state_dict[key].shape)}, "
                 f"expected {shape} ({SPEC}:{line})"
             )
         else:
@@ -523,7 +540,7 @@ def _cast_problems(key, targets, line, state_dict, variables) -> list[str]:
     """
     problems = []
     value = _to_numpy(state_dict[key])
-    for target in targets.split(", "):
+    for target in targets:
         variable = variables.get(target)
         if variable is None:
             problems.append(f"model has no weight {target} ({SPEC}:{line})")
@@ -548,11 +565,10 @@ class _Assigner:
 
     def __init__(self, variables):
         self._variables = variables
-        # Keras weight -> (the PyTorch key(s) it is made from, spec line). A key
-        # read in chunks lists every weight it feeds, separated by ", ".
+        # Keras weight -> (the PyTorch key(s) it is made from, spec line).
         self._lines = {}
         for key, (_, targets, line) in SOURCES.items():
-            for target in targets.split(", "):
+            for target in targets:
                 before = self._lines.get(target, ("", line))[0]
                 self._lines[target] = (f"{before}, {key}" if before else key, line)
         self._filled = set()

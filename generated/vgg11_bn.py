@@ -26,60 +26,60 @@ SPEC = "specs/vgg11_bn.yaml"
 # Every PyTorch key the model reads: its expected shape (None where a reshape
 # leaves it open), the Keras weight(s) it fills and the spec line that maps it.
 SOURCES = {
-    "features.0.weight": ((64, 3, 3, 3), "conv0_conv/kernel", 17),
-    "features.0.bias": ((64,), "conv0_conv/bias", 17),
-    "features.1.weight": ((64,), "conv0_bn/gamma", 18),
-    "features.1.bias": ((64,), "conv0_bn/beta", 18),
-    "features.1.running_mean": ((64,), "conv0_bn/moving_mean", 18),
-    "features.1.running_var": ((64,), "conv0_bn/moving_variance", 18),
-    "features.4.weight": ((128, 64, 3, 3), "conv4_conv/kernel", 17),
-    "features.4.bias": ((128,), "conv4_conv/bias", 17),
-    "features.5.weight": ((128,), "conv4_bn/gamma", 18),
-    "features.5.bias": ((128,), "conv4_bn/beta", 18),
-    "features.5.running_mean": ((128,), "conv4_bn/moving_mean", 18),
-    "features.5.running_var": ((128,), "conv4_bn/moving_variance", 18),
-    "features.8.weight": ((256, 128, 3, 3), "conv8_conv/kernel", 17),
-    "features.8.bias": ((256,), "conv8_conv/bias", 17),
-    "features.9.weight": ((256,), "conv8_bn/gamma", 18),
-    "features.9.bias": ((256,), "conv8_bn/beta", 18),
-    "features.9.running_mean": ((256,), "conv8_bn/moving_mean", 18),
-    "features.9.running_var": ((256,), "conv8_bn/moving_variance", 18),
-    "features.11.weight": ((256, 256, 3, 3), "conv11_conv/kernel", 17),
-    "features.11.bias": ((256,), "conv11_conv/bias", 17),
-    "features.12.weight": ((256,), "conv11_bn/gamma", 18),
-    "features.12.bias": ((256,), "conv11_bn/beta", 18),
-    "features.12.running_mean": ((256,), "conv11_bn/moving_mean", 18),
-    "features.12.running_var": ((256,), "conv11_bn/moving_variance", 18),
-    "features.15.weight": ((512, 256, 3, 3), "conv15_conv/kernel", 17),
-    "features.15.bias": ((512,), "conv15_conv/bias", 17),
-    "features.16.weight": ((512,), "conv15_bn/gamma", 18),
-    "features.16.bias": ((512,), "conv15_bn/beta", 18),
-    "features.16.running_mean": ((512,), "conv15_bn/moving_mean", 18),
-    "features.16.running_var": ((512,), "conv15_bn/moving_variance", 18),
-    "features.18.weight": ((512, 512, 3, 3), "conv18_conv/kernel", 17),
-    "features.18.bias": ((512,), "conv18_conv/bias", 17),
-    "features.19.weight": ((512,), "conv18_bn/gamma", 18),
-    "features.19.bias": ((512,), "conv18_bn/beta", 18),
-    "features.19.running_mean": ((512,), "conv18_bn/moving_mean", 18),
-    "features.19.running_var": ((512,), "conv18_bn/moving_variance", 18),
-    "features.22.weight": ((512, 512, 3, 3), "conv22_conv/kernel", 17),
-    "features.22.bias": ((512,), "conv22_conv/bias", 17),
-    "features.23.weight": ((512,), "conv22_bn/gamma", 18),
-    "features.23.bias": ((512,), "conv22_bn/beta", 18),
-    "features.23.running_mean": ((512,), "conv22_bn/moving_mean", 18),
-    "features.23.running_var": ((512,), "conv22_bn/moving_variance", 18),
-    "features.25.weight": ((512, 512, 3, 3), "conv25_conv/kernel", 17),
-    "features.25.bias": ((512,), "conv25_conv/bias", 17),
-    "features.26.weight": ((512,), "conv25_bn/gamma", 18),
-    "features.26.bias": ((512,), "conv25_bn/beta", 18),
-    "features.26.running_mean": ((512,), "conv25_bn/moving_mean", 18),
-    "features.26.running_var": ((512,), "conv25_bn/moving_variance", 18),
-    "classifier.0.weight": ((4096, 25088), "fc1/kernel", 44),
-    "classifier.0.bias": ((4096,), "fc1/bias", 40),
-    "classifier.3.weight": ((4096, 4096), "fc2/kernel", 47),
-    "classifier.3.bias": ((4096,), "fc2/bias", 47),
-    "classifier.6.weight": ((1000, 4096), "fc3/kernel", 50),
-    "classifier.6.bias": ((1000,), "fc3/bias", 50),
+    "features.0.weight": ((64, 3, 3, 3), ("conv0_conv/kernel",), 17),
+    "features.0.bias": ((64,), ("conv0_conv/bias",), 17),
+    "features.1.weight": ((64,), ("conv0_bn/gamma",), 18),
+    "features.1.bias": ((64,), ("conv0_bn/beta",), 18),
+    "features.1.running_mean": ((64,), ("conv0_bn/moving_mean",), 18),
+    "features.1.running_var": ((64,), ("conv0_bn/moving_variance",), 18),
+    "features.4.weight": ((128, 64, 3, 3), ("conv4_conv/kernel",), 17),
+    "features.4.bias": ((128,), ("conv4_conv/bias",), 17),
+    "features.5.weight": ((128,), ("conv4_bn/gamma",), 18),
+    "features.5.bias": ((128,), ("conv4_bn/beta",), 18),
+    "features.5.running_mean": ((128,), ("conv4_bn/moving_mean",), 18),
+    "features.5.running_var": ((128,), ("conv4_bn/moving_variance",), 18),
+    "features.8.weight": ((256, 128, 3, 3), ("conv8_conv/kernel",), 17),
+    "features.8.bias": ((256,), ("conv8_conv/bias",), 17),
+    "features.9.weight": ((256,), ("conv8_bn/gamma",), 18),
+    "features.9.bias": ((256,), ("conv8_bn/beta",), 18),
+    "features.9.running_mean": ((256,), ("conv8_bn/moving_mean",), 18),
+    "features.9.running_var": ((256,), ("conv8_bn/moving_variance",), 18),
+    "features.11.weight": ((256, 256, 3, 3), ("conv11_conv/kernel",), 17),
+    "features.11.bias": ((256,), ("conv11_conv/bias",), 17),
+    "features.12.weight": ((256,), ("conv11_bn/gamma",), 18),
+    "features.12.bias": ((256,), ("conv11_bn/beta",), 18),
+    "features.12.running_mean": ((256,), ("conv11_bn/moving_mean",), 18),
+    "features.12.running_var": ((256,), ("conv11_bn/moving_variance",), 18),
+    "features.15.weight": ((512, 256, 3, 3), ("conv15_conv/kernel",), 17),
+    "features.15.bias": ((512,), ("conv15_conv/bias",), 17),
+    "features.16.weight": ((512,), ("conv15_bn/gamma",), 18),
+    "features.16.bias": ((512,), ("conv15_bn/beta",), 18),
+    "features.16.running_mean": ((512,), ("conv15_bn/moving_mean",), 18),
+    "features.16.running_var": ((512,), ("conv15_bn/moving_variance",), 18),
+    "features.18.weight": ((512, 512, 3, 3), ("conv18_conv/kernel",), 17),
+    "features.18.bias": ((512,), ("conv18_conv/bias",), 17),
+    "features.19.weight": ((512,), ("conv18_bn/gamma",), 18),
+    "features.19.bias": ((512,), ("conv18_bn/beta",), 18),
+    "features.19.running_mean": ((512,), ("conv18_bn/moving_mean",), 18),
+    "features.19.running_var": ((512,), ("conv18_bn/moving_variance",), 18),
+    "features.22.weight": ((512, 512, 3, 3), ("conv22_conv/kernel",), 17),
+    "features.22.bias": ((512,), ("conv22_conv/bias",), 17),
+    "features.23.weight": ((512,), ("conv22_bn/gamma",), 18),
+    "features.23.bias": ((512,), ("conv22_bn/beta",), 18),
+    "features.23.running_mean": ((512,), ("conv22_bn/moving_mean",), 18),
+    "features.23.running_var": ((512,), ("conv22_bn/moving_variance",), 18),
+    "features.25.weight": ((512, 512, 3, 3), ("conv25_conv/kernel",), 17),
+    "features.25.bias": ((512,), ("conv25_conv/bias",), 17),
+    "features.26.weight": ((512,), ("conv25_bn/gamma",), 18),
+    "features.26.bias": ((512,), ("conv25_bn/beta",), 18),
+    "features.26.running_mean": ((512,), ("conv25_bn/moving_mean",), 18),
+    "features.26.running_var": ((512,), ("conv25_bn/moving_variance",), 18),
+    "classifier.0.weight": ((4096, 25088), ("fc1/kernel",), 44),
+    "classifier.0.bias": ((4096,), ("fc1/bias",), 40),
+    "classifier.3.weight": ((4096, 4096), ("fc2/kernel",), 47),
+    "classifier.3.bias": ((4096,), ("fc2/bias",), 47),
+    "classifier.6.weight": ((1000, 4096), ("fc3/kernel",), 50),
+    "classifier.6.bias": ((1000,), ("fc3/bias",), 50),
 }
 
 # PyTorch keys the spec deliberately leaves unused.
@@ -509,11 +509,12 @@ class _Arrays(Mapping):
 def _check_state_dict(state_dict, variables) -> None:
     problems = []
     for key, (shape, targets, line) in SOURCES.items():
+        weights = ", ".join(targets)
         if key not in state_dict:
-            problems.append(f"missing key {key!r} for {targets} ({SPEC}:{line})")
+            problems.append(f"missing key {key!r} for {weights} ({SPEC}:{line})")
         elif shape is not None and tuple(state_dict[key].shape) != shape:
             problems.append(
-                f"key {key!r} for {targets} has shape {tuple(state_dict[key].shape)}, "
+                f"key {key!r} for {weights} has shape {tuple(state_dict[key].shape)}, "
                 f"expected {shape} ({SPEC}:{line})"
             )
         else:
@@ -537,7 +538,7 @@ def _cast_problems(key, targets, line, state_dict, variables) -> list[str]:
     """
     problems = []
     value = _to_numpy(state_dict[key])
-    for target in targets.split(", "):
+    for target in targets:
         variable = variables.get(target)
         if variable is None:
             problems.append(f"model has no weight {target} ({SPEC}:{line})")
@@ -562,11 +563,10 @@ class _Assigner:
 
     def __init__(self, variables):
         self._variables = variables
-        # Keras weight -> (the PyTorch key(s) it is made from, spec line). A key
-        # read in chunks lists every weight it feeds, separated by ", ".
+        # Keras weight -> (the PyTorch key(s) it is made from, spec line).
         self._lines = {}
         for key, (_, targets, line) in SOURCES.items():
-            for target in targets.split(", "):
+            for target in targets:
                 before = self._lines.get(target, ("", line))[0]
                 self._lines[target] = (f"{before}, {key}" if before else key, line)
         self._filled = set()

@@ -176,7 +176,7 @@ FIELDS: dict[str, tuple[Put, Check]] = {
     ),
     "layer name": (
         lambda spec, s: spec["layers"][0].update(name=s),
-        lambda mod, gen, s: mod.SOURCES["fc.weight"][1] == f"{s}/kernel",
+        lambda mod, gen, s: mod.SOURCES["fc.weight"][1] == (f"{s}/kernel",),
     ),
     "layer inputs": (
         lambda spec, s: spec["layers"][1].update(inputs=[s]),
@@ -184,7 +184,7 @@ FIELDS: dict[str, tuple[Put, Check]] = {
     ),
     "output name": (
         lambda spec, s: (spec["layers"][1].update(name=s), spec.update(outputs=[s])),
-        lambda mod, gen, s: mod.SOURCES["head_w"][1] == f"{s}/kernel",
+        lambda mod, gen, s: mod.SOURCES["head_w"][1] == (f"{s}/kernel",),
     ),
     "torch path": (
         lambda spec, s: spec["layers"][0].update(torch=s),
@@ -192,7 +192,7 @@ FIELDS: dict[str, tuple[Put, Check]] = {
     ),
     "weights from": (
         lambda spec, s: spec["layers"][1]["weights"]["kernel"].update({"from": s}),
-        lambda mod, gen, s: mod.SOURCES[s][1] == "head/kernel",
+        lambda mod, gen, s: mod.SOURCES[s][1] == ("head/kernel",),
     ),
     "ignore key": (
         lambda spec, s: spec.update(ignore=[s]),

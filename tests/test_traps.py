@@ -345,7 +345,7 @@ def test_reshape_leaves_the_pytorch_shape_open(tmp_path):
         model,
         (3, 4),
     )
-    assert '"0.weight": (None, "out/kernel"' in result.generated.source
+    assert '"0.weight": (None, ("out/kernel",)' in result.generated.source
     assert result.error <= EXACT
 
 

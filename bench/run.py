@@ -14,7 +14,9 @@ For each model it measures, in one run:
 - inference latency (tf.function, batch 1 and 8) of ours and nobuco's model
   vs PyTorch eager, each framework in its own process, the sides taking turns;
 - Transpose ops, Permute/transpose layers and Lambda-type layers per graph;
-- max abs error of each converted model vs PyTorch on the same seeded input.
+- max abs error of each converted model vs PyTorch on the same seeded input;
+- then, unless --quick or --no-memory, bench/memory.py: the peak memory that
+  convert() adds on a synthetic model of over 1 GB, one file and sharded.
 
 This script runs in the project's environment and only orchestrates; it
 imports neither torch nor tensorflow. The measuring happens in worker.py
@@ -42,6 +44,9 @@ import yaml
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+from bench import memory  # noqa: E402  (standard library only at import)
+
 OUT = BENCH / "out"
 NOBUCO_VENV = BENCH / ".venv-nobuco"
 NOBUCO_PYTHON = NOBUCO_VENV / "bin" / "python"
@@ -459,7 +464,32 @@ def fmt_load(load: tuple[float, float] | None) -> str:
     return "n/a" if load is None else f"{load[0]:.2f} (max {load[1]:.2f})"
 
 
-def render(summaries: list[dict], meta: dict) -> str:
+def memory_figures() -> dict:
+    """bench/memory.py in its own process (it builds a 1 GB PyTorch model,
+    which this process should not hold); its figures, or a failure record."""
+    log = OUT / "logs" / "memory.log"
+    with open(log, "w") as output:
+        completed = subprocess.run(
+            [sys.executable, str(BENCH / "memory.py")],
+            cwd=ROOT,
+            env=ENV,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    if completed.returncode != 0:
+        return failure(log)
+    return json.loads(memory.FIGURES.read_text())
+
+
+def memory_lines(figures: dict | None) -> list[str]:
+    if figures is None:  # --quick, --no-memory, or an older raw results file
+        return []
+    if "error" in figures:
+        return ["", "## Memory on a 1 GB model", "", f"- FAILED: {figures['error']}"]
+    return ["", *memory.render(figures)]
+
+
+def render(summaries: list[dict], meta: dict, memory_figures: dict | None) -> str:
     load = background(summaries)
     lines = [
         "# Benchmark: torch2keras vs nobuco vs the floor",
@@ -581,6 +611,7 @@ def render(summaries: list[dict], meta: dict) -> str:
     failures = [f for s in summaries for f in s["failures"]]
     if failures:
         lines += ["", "## Failed measurements", ""] + [f"- {f}" for f in failures]
+    lines += memory_lines(memory_figures)
     lines += ["", "## How it measures", "", *NOTES]
     return "\n".join(lines) + "\n"
 
@@ -679,6 +710,11 @@ def main() -> int:
         "--no-nobuco", action="store_true", help="skip nobuco (no Keras 2 environment)"
     )
     parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip bench/memory.py (the 1 GB model; --quick skips it too)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         help="results file (default bench/RESULTS.md; --quick: bench/out/RESULTS-quick.md)",
@@ -710,7 +746,7 @@ def main() -> int:
 
     if args.rerender:  # after a change to the report's layout
         saved = json.loads(raw_results(output).read_text())
-        return report(saved["results"], saved["meta"], output)
+        return report(saved["results"], saved["meta"], output, saved.get("memory"))
 
     with_nobuco = not args.no_nobuco
     if with_nobuco and not (NOBUCO_VENV / ".installed").exists():
@@ -723,6 +759,10 @@ def main() -> int:
     started, load_before = time.perf_counter(), os.getloadavg()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     results = [bench_model(bench, with_nobuco) for bench in models]
+    figures = None
+    if not (args.quick or args.no_memory):
+        print("memory on a 1 GB model (bench/memory.py)")
+        figures = memory_figures()
     nobuco_versions = next(
         (
             r["latency"]["nobuco"]["versions"]
@@ -744,9 +784,9 @@ def main() -> int:
         "nobuco_versions": nobuco_versions,
     }
     raw_results(output).write_text(
-        json.dumps({"meta": meta, "results": results}, indent=1)
+        json.dumps({"meta": meta, "results": results, "memory": figures}, indent=1)
     )
-    return report(results, meta, output)
+    return report(results, meta, output, figures)
 
 
 def raw_results(output: Path) -> Path:
@@ -754,8 +794,10 @@ def raw_results(output: Path) -> Path:
     return OUT / f"{output.stem}.json"
 
 
-def report(results: list[dict], meta: dict, output: Path) -> int:
-    text = render([summarize(result) for result in results], meta)
+def report(
+    results: list[dict], meta: dict, output: Path, memory_figures: dict | None
+) -> int:
+    text = render([summarize(result) for result in results], meta, memory_figures)
     output.write_text(text)
     print(text.split("## How it measures")[0])
     print(f"wrote {output}")

@@ -116,7 +116,8 @@ def generate(spec_path: str | Path, output_path: str | Path | None = None) -> Ge
 # a tripwire for rendering bugs (a spec string that became code), not a sandbox.
 # Imports at module level: the standard library bits, numpy and keras.
 _MODULE_IMPORTS = frozenset(
-    {"__future__", "argparse", "collections.abc", "json", "math", "pathlib", "time"}
+    {"__future__", "argparse", "collections.abc", "json", "math", "mmap", "pathlib"}
+    | {"time"}
     | {"keras", "numpy"}
 )
 # Imports inside a function: torch in read_checkpoint, only for .pt files;

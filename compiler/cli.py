@@ -254,7 +254,8 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--checkpoint",
         required=True,
-        help="PyTorch state dict: .safetensors, .pt/.pth/.bin or .npz",
+        help="PyTorch state dict: .safetensors (sharded: its .safetensors.index.json), "
+        ".pt/.pth/.bin or .npz",
     )
     verify.add_argument(
         "--model",
@@ -299,9 +300,13 @@ def parser() -> argparse.ArgumentParser:
         "inspect",
         help="list a checkpoint's keys, shapes, dtypes and parameter counts",
         description="List every tensor in a .safetensors (read from its header "
-        "alone), .pt/.pth/.bin or .npz checkpoint, sorted by key.",
+        "alone; sharded: its .safetensors.index.json and every shard's header), "
+        ".pt/.pth/.bin or .npz checkpoint, sorted by key.",
     )
-    inspect.add_argument("checkpoint", help=".safetensors, .pt/.pth/.bin or .npz")
+    inspect.add_argument(
+        "checkpoint",
+        help=".safetensors (or .safetensors.index.json), .pt/.pth/.bin or .npz",
+    )
     inspect.add_argument(
         "--json", action="store_true", help="print JSON instead of a table"
     )

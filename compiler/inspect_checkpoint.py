@@ -1,7 +1,8 @@
 """`torch2keras inspect`: list a checkpoint's keys, shapes, dtypes and sizes.
 
 Reads as little as it can: a .safetensors file's JSON header alone (never its
-tensor data), a .npz archive's array headers, and a .pt/.pth/.bin file through
+tensor data; for a sharded checkpoint's .safetensors.index.json, the index and
+every shard's header, checked against each other), a .npz archive's array headers, and a .pt/.pth/.bin file through
 `torch.load(weights_only=True, mmap=True)`, which maps the data rather than
 reading it. torch is imported only for .pt files, numpy only for .npz.
 """
@@ -19,7 +20,8 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
-SUFFIXES = (".safetensors", *TORCH_SUFFIXES, ".npz")
+INDEX_SUFFIX = ".safetensors.index.json"  # Hugging Face's sharded checkpoints
+SUFFIXES = (".safetensors", INDEX_SUFFIX, *TORCH_SUFFIXES, ".npz")
 # A safetensors header is a few MB even for the largest models; a bigger length
 # means the file is not safetensors, and must not make us allocate it.
 MAX_HEADER_BYTES = 100 * 2**20
@@ -68,12 +70,14 @@ class Tensor:
 
 def inspect(path: Path) -> Listing:
     """Every tensor in the checkpoint, sorted by key."""
-    suffix = path.suffix.lower()
+    suffix = _format(path)
     if suffix not in SUFFIXES:
         raise InspectError(_unknown_format(path))
     try:
         if suffix == ".safetensors":
             tensors, skipped = _safetensors(path), []
+        elif suffix == INDEX_SUFFIX:
+            tensors, skipped = _safetensors_index(path), []
         elif suffix == ".npz":
             tensors, skipped = _npz(path), []
         else:
@@ -93,6 +97,13 @@ def inspect(path: Path) -> Listing:
             f"{path}: cannot read as {suffix}: {type(exc).__name__}: {reason}"
         ) from exc
     return Listing(sorted(tensors, key=lambda t: t.key), sorted(skipped))
+
+
+def _format(path: Path) -> str:
+    """The suffix that says how to read the file (an index's is two words long)."""
+    if path.name.lower().endswith(INDEX_SUFFIX):
+        return INDEX_SUFFIX
+    return path.suffix.lower()
 
 
 def _unknown_format(path: Path) -> str:
@@ -127,6 +138,54 @@ def _safetensors(path: Path) -> list[Tensor]:
         dtype, _ = SAFETENSORS_DTYPES.get(entry["dtype"], (entry["dtype"].lower(), 0))
         start, end = entry["data_offsets"]
         tensors.append(Tensor(key, dtype, tuple(entry["shape"]), end - start))
+    return tensors
+
+
+def _safetensors_index(path: Path) -> list[Tensor]:
+    """Every shard's header, each tensor checked to be where the index says.
+
+    The same rules as the generated module's reader: shards are .safetensors
+    files inside the index's folder (a link out of it is refused, and not
+    read), each holds exactly the tensors the weight_map lists under it.
+    """
+
+    def bad(reason: str) -> InspectError:
+        return InspectError(f"{path}: bad checkpoint index: {reason}")
+
+    if path.stat().st_size > MAX_HEADER_BYTES:
+        raise bad("too large for an index (not an index file?)")
+    try:
+        index = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad(f"not valid JSON ({exc})") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict):
+        raise bad('expected a JSON object with a "weight_map" object')
+    folder = path.resolve().parent
+    shards: dict[Path, tuple[str, set[str]]] = {}
+    for name, shard in weight_map.items():
+        entry = f"weight_map entry {name!r}: {shard!r}"
+        if not isinstance(shard, str) or not shard.lower().endswith(".safetensors"):
+            raise bad(f"{entry} is not a .safetensors file name")
+        file = (folder / shard).resolve()
+        if folder not in file.parents:
+            raise bad(f"{entry} leads to {file}, outside the index's folder")
+        if not file.is_file():
+            raise bad(f"{entry}: no such file in {folder}")
+        shards.setdefault(file, (shard, set()))[1].add(name)
+    tensors = []
+    for file, (shard, listed) in shards.items():
+        held = _safetensors(file)
+        keys = {tensor.key for tensor in held}
+        for name in sorted(listed - keys):
+            raise bad(f"the weight_map puts {name!r} in {shard!r}, which lacks it")
+        for name in sorted(keys - listed):
+            where = weight_map.get(name)
+            raise bad(
+                f"{shard!r} holds {name!r}, which the weight_map "
+                + ("does not list" if where is None else f"puts in {where!r}")
+            )
+        tensors += held
     return tensors
 
 
@@ -244,7 +303,7 @@ def main(args) -> int:
     if not path.is_file():
         print(f"{path}: error: no such checkpoint file", file=sys.stderr)
         return EXIT_USAGE
-    if path.suffix.lower() not in SUFFIXES:
+    if _format(path) not in SUFFIXES:
         print(f"error: {_unknown_format(path)}", file=sys.stderr)
         return EXIT_USAGE
     try:

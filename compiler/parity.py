@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -64,6 +65,44 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
     else:
         raise ValueError(f"unknown checkpoint format {path.suffix!r}")
     return path
+
+
+def save_sharded_checkpoint(
+    model: nn.Module, folder: str | Path, shards: int, stem: str = "model"
+) -> Path:
+    """Save the state dict as `shards` .safetensors files plus the Hugging Face
+    index, FOLDER/STEM.safetensors.index.json, which is returned.
+
+    Keys go to shards in state-dict order, a new shard starting once the one
+    being filled holds its share of the bytes, as Hugging Face's own sharding
+    does (by size, not by key count).
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state_dict = {
+        k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+    }
+    sizes = {k: v.numel() * v.element_size() for k, v in state_dict.items()}
+    share = -(-sum(sizes.values()) // shards)
+    groups: list[dict[str, torch.Tensor]] = [{}]
+    filled = 0
+    for key, tensor in state_dict.items():
+        if filled >= share and len(groups) < shards:
+            groups.append({})
+            filled = 0
+        groups[-1][key] = tensor
+        filled += sizes[key]
+    weight_map = {}
+    for number, group in enumerate(groups, 1):
+        name = f"{stem}-{number:05d}-of-{len(groups):05d}.safetensors"
+        save_file(group, str(folder / name), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(group, name))
+    index = folder / f"{stem}.safetensors.index.json"
+    metadata = {"total_size": sum(sizes.values())}
+    index.write_text(json.dumps({"metadata": metadata, "weight_map": weight_map}))
+    return index
 
 
 def channels_last(array: np.ndarray) -> np.ndarray:

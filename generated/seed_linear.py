@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import mmap
 import time
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import keras
 import numpy as np
@@ -61,7 +62,7 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     variables = {variable.path: variable for variable in model.weights}
     _check_state_dict(state_dict, variables)
     sd = _Arrays(state_dict)
-    assign = _Assigner(variables)
+    assign = _Assigner(variables, after=sd.release)
     # fc: Dense <- fc (spec line 11)
     assign("fc/kernel", sd["fc.weight"].T)
     assign("fc/bias", sd["fc.bias"])
@@ -69,14 +70,19 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
 
 
 def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a .safetensors, .pt/.pth/.bin or .npz state dict.
+    """Read a .safetensors, .pt/.pth/.bin or .npz state dict, or a sharded
+    .safetensors checkpoint through its Hugging Face .safetensors.index.json.
 
     Reading a checkpoint never runs code from it: .pt files are unpickled with
     torch's weights_only=True and nothing else, .npz files without pickle, and
-    .safetensors files are parsed here, every header entry checked first.
+    .safetensors files are parsed here, every header entry checked first (and
+    an index against every shard's header). Their tensors view the files
+    memory-mapped: data is read when a tensor is used, not here.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.name.lower().endswith(_INDEX_SUFFIX):
+        return _read_safetensors_index(path)
     if suffix == ".safetensors":
         return _read_safetensors(path)
     if suffix in (".pt", ".pth", ".bin"):
@@ -135,6 +141,34 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
     return {key: _to_numpy(value) for key, value in state_dict.items()}
 
 
+class _MappedTensors(dict):
+    """Tensors viewing memory-mapped .safetensors files: a plain dict of
+    read-only arrays, plus release(), which hands tensors' pages back.
+
+    A mapped file's pages that have been read count in the process's resident
+    memory until it unmaps them. load_weights releases each tensor once the
+    weights made from it are assigned, so loading holds the model and a few
+    tensors rather than the model and the whole file. A released tensor stays
+    valid: using it again reads its pages back (from the OS's file cache).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._pages = {}  # name -> (mmap, page-aligned start, length) of its data
+
+    def release(self, names) -> None:
+        if not hasattr(mmap, "MADV_DONTNEED"):  # Windows: nothing to hand back
+            return
+        for name in names:
+            mapped, start, length = self._pages.get(name, (None, 0, 0))
+            if length:
+                mapped.madvise(mmap.MADV_DONTNEED, start, length)
+
+    def merge(self, other: _MappedTensors) -> None:
+        self.update(other)
+        self._pages.update(other._pages)
+
+
 # safetensors dtype -> numpy dtype as stored (little-endian). BF16 is read as
 # its raw 16 bits and widened to float32 (exactly) below: numpy has no bfloat16.
 _SAFETENSORS_DTYPES = {
@@ -157,7 +191,7 @@ _SAFETENSORS_DTYPES = {
 _MAX_SAFETENSORS_HEADER = 100 * 2**20
 
 
-def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+def _read_safetensors(path: Path) -> _MappedTensors:
     """Parse a .safetensors file with numpy alone, checking its header first.
 
     The format: an 8-byte little-endian header size, a JSON header mapping each
@@ -169,7 +203,9 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise _corrupt(path, f"{length} bytes, too short for a header")
     # Memory-mapped: each tensor's bytes are read from disk when that tensor is
     # used, so the file is never copied into memory as a whole.
-    data = memoryview(np.memmap(path, dtype=np.uint8, mode="r"))
+    with path.open("rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    data = memoryview(mapped)
     size = int.from_bytes(data[:8], "little")
     if size > len(data) - 8:
         raise _corrupt(
@@ -184,7 +220,7 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise _corrupt(path, f"the header is not valid JSON ({exc})") from None
     except ValueError as exc:  # from _unique
-        raise _corrupt(path, str(exc)) from None
+        raise _corrupt(path, f"the header {exc}") from None
     if not isinstance(header, dict):
         raise _corrupt(path, "the header is not a JSON object")
     header.pop("__metadata__", None)  # free-form strings; nothing to load
@@ -203,15 +239,92 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise _corrupt(
             path, f"the data is {len(body)} bytes but its tensors cover {position}"
         )
-    tensors = {}
-    for name, (dtype, stored, shape, begin, _) in entries.items():
+    tensors = _MappedTensors()
+    for name, (dtype, stored, shape, begin, end) in entries.items():
         array = np.frombuffer(
             body, dtype=stored, count=math.prod(shape), offset=begin
         ).reshape(shape)
+        start = (8 + size + begin) // mmap.PAGESIZE * mmap.PAGESIZE
+        tensors._pages[name] = (mapped, start, 8 + size + end - start)
         if dtype == "BF16":  # the top half of a float32: widening is exact
-            array = (array.astype(np.uint32) << 16).view(np.float32)
-        tensors[name] = array
+            tensors[name] = (array.astype(np.uint32) << 16).view(np.float32)
+            tensors.release([name])  # the widened copy is what stays
+            del tensors._pages[name]
+        else:
+            tensors[name] = array
     return tensors
+
+
+_INDEX_SUFFIX = ".safetensors.index.json"
+
+
+def _read_safetensors_index(path: Path) -> _MappedTensors:
+    """A sharded .safetensors checkpoint, through its Hugging Face index.
+
+    The index is JSON, {"metadata": {...}, "weight_map": {tensor name: shard
+    file name}}, the shards in the index's folder. Every shard's header is
+    checked, and the weight_map against them (each tensor in the shard it names,
+    every tensor of a shard listed under that shard), before any tensor is used.
+    """
+    if path.stat().st_size > _MAX_SAFETENSORS_HEADER:
+        raise _bad_index(path, "too large for an index (not an index file?)")
+    try:
+        index = json.loads(path.read_bytes(), object_pairs_hook=_unique)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise _bad_index(path, f"not valid JSON ({exc})") from None
+    except ValueError as exc:  # from _unique
+        raise _bad_index(path, f"the index {exc}") from None
+    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
+        raise _bad_index(path, 'expected a JSON object with a "weight_map" object')
+    if not isinstance(index.get("metadata", {}), dict):
+        raise _bad_index(path, '"metadata" is not a JSON object')
+    weight_map = index["weight_map"]
+    if not weight_map:
+        raise _bad_index(path, "the weight_map lists no tensors")
+    folder = path.resolve().parent
+    shards = {}  # shard file -> (its name in the index, the tensors listed in it)
+    for name, shard in weight_map.items():
+        file = _shard_file(path, folder, name, shard)
+        shards.setdefault(file, (shard, set()))[1].add(name)
+    tensors = _MappedTensors()
+    for file, (shard, listed) in shards.items():
+        mapped = _read_safetensors(file)
+        for name in sorted(listed - mapped.keys()):
+            raise _bad_index(
+                path, f"the weight_map puts {name!r} in {shard!r}, which lacks it"
+            )
+        for name in mapped.keys() - listed:
+            where = weight_map.get(name)
+            raise _bad_index(
+                path,
+                f"{shard!r} holds {name!r}, which the weight_map "
+                + ("does not list" if where is None else f"puts in {where!r}"),
+            )
+        tensors.merge(mapped)
+    return tensors
+
+
+def _shard_file(path: Path, folder: Path, name: str, shard) -> Path:
+    """The file a weight_map entry names, which must lie in the index's folder."""
+    entry = f"weight_map entry {name!r}: {shard!r}"
+    if not isinstance(shard, str) or not shard.lower().endswith(".safetensors"):
+        raise _bad_index(path, f"{entry} is not a .safetensors file name")
+    # Checked as written (absolute on any system, or climbing out), then where
+    # it leads: a symbolic link in the folder may point anywhere.
+    if Path(shard).is_absolute() or PureWindowsPath(shard).anchor:
+        raise _bad_index(path, f"{entry} is an absolute path; shards lie beside it")
+    if ".." in PureWindowsPath(shard).parts:
+        raise _bad_index(path, f"{entry} leads out of the index's folder")
+    file = (folder / shard).resolve()
+    if folder not in file.parents:
+        raise _bad_index(path, f"{entry} leads to {file}, outside the index's folder")
+    if not file.is_file():
+        raise _bad_index(path, f"{entry}: no such file in {folder}")
+    return file
+
+
+def _bad_index(path: Path, reason: str) -> WeightLoadError:
+    return WeightLoadError(f"{path}: bad checkpoint index: {reason}")
 
 
 def _header_entry(path: Path, name: str, entry) -> tuple:
@@ -252,7 +365,7 @@ def _unique(pairs: list) -> dict:
     result = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"the header names {key!r} twice")
+            raise ValueError(f"names {key!r} twice")
         result[key] = value
     return result
 
@@ -274,14 +387,28 @@ def _to_numpy(value) -> np.ndarray:
     return value
 
 
+def _release(state_dict, keys) -> None:
+    """Hand back the pages of these tensors if they view a memory-mapped file."""
+    if isinstance(state_dict, _MappedTensors):
+        state_dict.release(keys)
+
+
 class _Arrays(Mapping):
     """The state dict seen as numpy arrays, converted one key at a time."""
 
     def __init__(self, state_dict):
         self._state_dict = state_dict
+        self._used = set()  # keys read since the last release()
 
     def __getitem__(self, key):
+        self._used.add(key)
         return _to_numpy(self._state_dict[key])
+
+    def release(self) -> None:
+        """Called after each assignment: the keys read for it are done with (a
+        key read again, as a tied or split weight is, is read back in)."""
+        _release(self._state_dict, self._used)
+        self._used.clear()
 
     def __iter__(self):
         return iter(self._state_dict)
@@ -303,6 +430,7 @@ def _check_state_dict(state_dict, variables) -> None:
             )
         else:
             problems += _cast_problems(key, targets, line, state_dict, variables)
+            _release(state_dict, [key])  # a narrowing cast's check reads it all
     for key in state_dict:
         if key not in SOURCES and key not in IGNORED:
             problems.append(
@@ -345,8 +473,9 @@ class _Assigner:
     means `model` did not come from build_model().
     """
 
-    def __init__(self, variables):
+    def __init__(self, variables, after=lambda: None):
         self._variables = variables
+        self._after = after  # called after each assignment
         # Keras weight -> (the PyTorch key(s) it is made from, spec line).
         self._lines = {}
         for key, (_, targets, line) in SOURCES.items():
@@ -365,6 +494,7 @@ class _Assigner:
             )
         variable.assign(value.astype(np.dtype(variable.dtype)))
         self._filled.add(target)
+        self._after()
 
     def finish(self) -> None:
         unfilled = sorted(set(self._variables) - self._filled)
@@ -417,7 +547,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=f"Convert a PyTorch checkpoint with {SPEC} and save the model."
     )
-    parser.add_argument("checkpoint", help=".safetensors, .pt/.pth/.bin or .npz")
+    parser.add_argument(
+        "checkpoint",
+        help=".safetensors (sharded: its .safetensors.index.json), .pt/.pth/.bin or .npz",
+    )
     parser.add_argument(
         "-o", "--output", required=True, help="the file (or SavedModel folder) to write"
     )

@@ -36,6 +36,7 @@ class _Use:
     slot: str
     line: int
     loc: tuple
+    context: str  # the block instance of the reading layer, for messages
 
 
 class _Resolver:
@@ -377,7 +378,9 @@ class _Resolver:
                 continue
             self.report(loc, errors.WEIGHT_COVERAGE, message)
             return False
-        self.key_users.setdefault(key, []).append(_Use(part, layer, slot, line, loc))
+        self.key_users.setdefault(key, []).append(
+            _Use(part, layer, slot, line, loc, self.context)
+        )
         return True
 
     def check_chunks(self) -> None:
@@ -396,7 +399,8 @@ class _Resolver:
                         uses[0].loc,
                         errors.WEIGHT_COVERAGE,
                         f"PyTorch key {key!r} is read in {parts} chunks ({readers}), "
-                        f"but chunk(s) {', '.join(map(str, unread))} feed no weight",
+                        f"but chunk(s) {', '.join(map(str, unread))} feed no weight"
+                        f"{uses[0].context}",
                     )
                 )
 

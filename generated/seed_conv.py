@@ -16,7 +16,7 @@ import json
 import math
 import mmap
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PureWindowsPath
 
 import keras
@@ -52,7 +52,11 @@ def build_model() -> keras.Model:
     return keras.Model(inputs=image, outputs=conv, name="seed_conv")
 
 
-def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> None:
+def load_weights(
+    model: keras.Model,
+    state_dict: Mapping[str, np.ndarray],
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     """Copy a PyTorch state dict (numpy arrays or CPU tensors) into `model`.
 
     Checks every key first: each one in SOURCES present, of its shape, and
@@ -60,11 +64,12 @@ def load_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> No
     IGNORED; raises WeightLoadError listing every problem before any weight is
     changed. Then each weight is transformed, assigned and dropped in turn (at
     most one transformed copy is held), and each is filled exactly once.
+    `progress(done, total)`, if given, is called after each weight is assigned.
     """
     variables = {variable.path: variable for variable in model.weights}
     _check_state_dict(state_dict, variables)
     sd = _Arrays(state_dict)
-    assign = _Assigner(variables, after=sd.release)
+    assign = _Assigner(variables, after=sd.release, progress=progress)
     # conv: Conv2D <- conv (spec line 11)
     assign("conv/kernel", sd["conv.weight"].transpose(2, 3, 1, 0))
     assign("conv/bias", sd["conv.bias"])
@@ -475,9 +480,10 @@ class _Assigner:
     means `model` did not come from build_model().
     """
 
-    def __init__(self, variables, after=lambda: None):
+    def __init__(self, variables, after, progress=None):
         self._variables = variables
         self._after = after  # called after each assignment
+        self._progress = progress  # progress(done, total), after each assignment
         # Keras weight -> (the PyTorch key(s) it is made from, spec line).
         self._lines = {}
         for key, (_, targets, line) in SOURCES.items():
@@ -497,6 +503,8 @@ class _Assigner:
         variable.assign(value.astype(np.dtype(variable.dtype)))
         self._filled.add(target)
         self._after()
+        if self._progress is not None:
+            self._progress(len(self._filled), len(self._variables))
 
     def finish(self) -> None:
         unfilled = sorted(set(self._variables) - self._filled)
@@ -545,6 +553,21 @@ def export(model: keras.Model, output: str | Path, format: str = "keras") -> Non
         raise ValueError(f"unknown export format {format!r}")
 
 
+class _Progress:
+    """load_weights' progress for the command line: a line a second, once a load
+    has taken a second (a small model's load prints nothing)."""
+
+    def __init__(self, every: float = 1.0):
+        self._every = every
+        self._started = self._shown = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self._shown >= self._every:
+            self._shown = now
+            print(f"  {done}/{total} weights loaded ({now - self._started:.0f} s)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=f"Convert a PyTorch checkpoint with {SPEC} and save the model."
@@ -571,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dict = read_checkpoint(args.checkpoint)
     say(f"read {len(state_dict)} tensors from {args.checkpoint}")
     model = build_model()
-    load_weights(model, state_dict)
+    load_weights(model, state_dict, progress=None if args.quiet else _Progress())
     say(f"converted in {time.perf_counter() - started:.1f} s")
     export(model, args.output, args.format)
     say(f"saved {args.output}")

@@ -79,7 +79,9 @@ def test_naive_flatten_port_is_wrong_and_ours_is_right(tmp_path):
     assert our_error <= TOLERANCE
 
 
-def test_cli_of_generated_module_saves_a_loadable_keras_file(tmp_path, capsys):
+def test_cli_of_generated_module_saves_a_loadable_keras_file(
+    tmp_path, capsys, monkeypatch
+):
     import keras
 
     torch_model = parity.randomize_(parity.build("examples.seed:SeedConv"), seed=1)
@@ -91,6 +93,15 @@ def test_cli_of_generated_module_saves_a_loadable_keras_file(tmp_path, capsys):
     assert said[-1] == f"saved {tmp_path / 'seed_conv.keras'}"
     assert module.main([str(checkpoint), "-o", str(tmp_path / "q.keras"), "-q"]) == 0
     assert capsys.readouterr().out == ""
+
+    # A slow load reports its progress (here every assignment is "slow").
+    monkeypatch.setattr(module._Progress.__init__, "__defaults__", (0.0,))
+    assert module.main([str(checkpoint), "-o", str(tmp_path / "p.keras")]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert said[1:3] == [
+        "  1/2 weights loaded (0 s)",
+        "  2/2 weights loaded (0 s)",
+    ]
 
     reloaded = keras.saving.load_model(tmp_path / "seed_conv.keras", safe_mode=True)
     x = parity.random_input((2, 3, 32, 32), seed=2)

@@ -54,15 +54,16 @@ def max_abs_error(expected, actual) -> float:
     return float(np.max(np.abs(expected - actual), initial=0.0))
 
 
-def graph_op_counts(tf_function, input_shape) -> Counter:
-    """Op types in the TensorFlow graph that `tf_function` traces for one input.
+def graph_op_counts(tf_function, input_shape, dtype: str = "float32") -> Counter:
+    """Op types in the TensorFlow graph that `tf_function` traces for one input
+    of `dtype` (int64 for token ids).
 
     Counts the top-level graph and every function in its library, so a
     transpose hidden in a nested function is counted too.
     """
     import tensorflow as tf
 
-    concrete = tf_function.get_concrete_function(tf.TensorSpec(input_shape, tf.float32))
+    concrete = tf_function.get_concrete_function(tf.TensorSpec(input_shape, dtype))
     graph_def = concrete.graph.as_graph_def()
     counts = Counter(node.op for node in graph_def.node)
     for function in graph_def.library.function:

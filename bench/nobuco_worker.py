@@ -138,7 +138,9 @@ def latency(name: str, factory: str) -> None:
     }
 
     def finish() -> dict:
-        ops = graph_op_counts(converted, (1, *channels_last(x1).shape[1:]))
+        ops = graph_op_counts(
+            converted, (1, *channels_last(x1).shape[1:]), x1.dtype.name
+        )
         layers = keras_model.layers
         kinds = [type(layer).__name__ for layer in layers]
         # Keras 2 wraps every raw tf.* call nobuco emits in a TFOpLambda (or

@@ -62,13 +62,13 @@ class Bench:
     cnn: bool = True  # the "no slower than PyTorch eager" target applies to CNNs
 
 
-# One line per model. The GRU classifier joins when specs/gru_classifier.yaml
-# exists: Bench("gru_classifier", 3, 50, cnn=False).
+# One line per model. The GRU classifier takes int64 token ids, not an image.
 MODELS = [
     Bench("seed_cnn", convert_reps=3, latency_reps=50),
     Bench("resnet18", convert_reps=3, latency_reps=20),
     Bench("resnet50", convert_reps=3, latency_reps=12),
     Bench("mobilenet_v2", convert_reps=3, latency_reps=20),
+    Bench("gru_classifier", convert_reps=3, latency_reps=50, cnn=False),
 ]
 LATENCY_TURNS = (
     10  # each side's timed calls are split into this many turns, sides alternating
@@ -239,14 +239,15 @@ def interleaved_latency(sides: dict, common: list[str], repetitions: int) -> dic
     }
 
 
-def model_source(name: str) -> tuple[str, tuple[int, ...]]:
-    """The spec's PyTorch factory and its input shape in PyTorch layout (no batch)."""
+def model_source(name: str) -> tuple[str, tuple[int, ...], str]:
+    """The spec's PyTorch factory, its input shape in PyTorch layout (no batch)
+    and the input's dtype (int64 for token ids)."""
     spec = yaml.safe_load((ROOT / "specs" / f"{name}.yaml").read_text())
     (keras_input,) = spec["inputs"].values()
     shape = tuple(keras_input["shape"])
     if len(shape) == 3:  # an image: Keras (H, W, C) is PyTorch (C, H, W)
         shape = (shape[2], shape[0], shape[1])
-    return spec["source"]["model"], shape
+    return spec["source"]["model"], shape, keras_input.get("dtype", "float32")
 
 
 def converters(with_nobuco: bool) -> dict[str, tuple[Path, str, str, list[str]]]:
@@ -263,8 +264,8 @@ def converters(with_nobuco: bool) -> dict[str, tuple[Path, str, str, list[str]]]
 
 
 def bench_model(bench: Bench, with_nobuco: bool) -> dict:
-    factory, shape = model_source(bench.name)
-    common = [bench.name, factory, ",".join(map(str, shape))]
+    factory, shape, dtype = model_source(bench.name)
+    common = [bench.name, factory, f"{','.join(map(str, shape))}:{dtype}"]
     logs = OUT / "logs"
     main = Path(sys.executable)
 
@@ -308,6 +309,7 @@ def bench_model(bench: Bench, with_nobuco: bool) -> dict:
         "bench": bench.__dict__,
         "factory": factory,
         "input_shape": shape,
+        "input_dtype": dtype,
         "prepared": prepared,
         "output_scale": output_scale,
         "conversions": conversions,
@@ -689,6 +691,10 @@ NOTES = [
     " background load its medians inflate most, and the fastest calls compare fairer.",
     "- Ratios: *nobuco / ours* > 1 means ours converts faster; *ours / floor* and"
     " *ours / X* latency < 1 mean ours is faster.",
+    "- gru_classifier takes int64 token ids (batch, 16) from `parity.random_tokens`"
+    " (rows after the first end in padding). Its two Transpose ops are inside Keras's"
+    " own GRU layer (batch-major input to its time-major scan, and back), not a"
+    " layout fix; the floor reorders the GRU gates (PyTorch r, z, n; Keras z, r, h).",
 ]
 
 

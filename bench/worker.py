@@ -6,7 +6,8 @@
     worker.py latency-ours    NAME FACTORY SHAPE -   our model: latency, error, ops
     worker.py latency-pytorch NAME FACTORY SHAPE -   PyTorch eager latency
 
-SHAPE is the PyTorch input shape without batch, comma-separated (3,224,224).
+SHAPE is the PyTorch input shape without batch, comma-separated, and the
+input's dtype: 3,224,224:float32 (an image), 16:int64 (token ids).
 Files go to bench/out/NAME.*; the result is one JSON object in OUT_JSON, except
 for the latency commands, which answer bench/run.py's requests on stdout
 (common.serve_latency) and take `-` for OUT_JSON.
@@ -59,7 +60,7 @@ def paths(name: str) -> tuple[Path, Path]:
     return OUT / f"{name}.safetensors", OUT / f"{name}.npz"
 
 
-def prepare(name: str, factory: str, shape: tuple[int, ...]) -> dict:
+def prepare(name: str, factory: str, shape: tuple[int, ...], dtype: str) -> dict:
     """Seeded random PyTorch weights saved as .safetensors, plus inputs and outputs."""
     from compiler import frameworks
 
@@ -72,10 +73,25 @@ def prepare(name: str, factory: str, shape: tuple[int, ...]) -> dict:
     model = parity.randomize_(parity.build(factory), seed=0)
     checkpoint, arrays = paths(name)
     parity.save_checkpoint(model, checkpoint)
-    inputs = {
-        "x1": parity.random_input((1, *shape), seed=1),
-        "x8": parity.random_input((8, *shape), seed=2),
-    }
+    if dtype == "float32":
+        inputs = {
+            "x1": parity.random_input((1, *shape), seed=1),
+            "x8": parity.random_input((8, *shape), seed=2),
+        }
+    elif dtype == "int64" and len(shape) == 1:
+        # Token ids (batch, time), as tests/test_sequence.py feeds them: the
+        # vocabulary is the model's (first) embedding table's.
+        (vocab, *_) = (
+            m.num_embeddings
+            for m in model.modules()
+            if isinstance(m, torch.nn.Embedding)
+        )
+        inputs = {
+            "x1": parity.random_tokens(1, shape[0], vocab, seed=1)[0],
+            "x8": parity.random_tokens(8, shape[0], vocab, seed=2)[0],
+        }
+    else:
+        raise SystemExit(f"{name}: no bench inputs for shape {shape} of dtype {dtype}")
     outputs = {
         f"y{key[1:]}": parity.torch_output(model, x) for key, x in inputs.items()
     }
@@ -129,15 +145,19 @@ def convert_ours(name: str) -> dict:
     }
 
 
-def to_keras_layout(layer, slot: str, array):
+def to_keras_layout(layer, slot: str, arrays: list):
     """The layout change every converter must make for one weight, by slot and rank.
 
-    Conv kernels OIHW -> HWIO, depthwise (C, 1, H, W) -> (H, W, C, 1), Dense
-    (out, in) -> (in, out); a Dense fed by a Flatten of an (H, W, C) map also
-    reorders its inputs from PyTorch's (C, H, W) flatten order.
+    `arrays` are the PyTorch tensors of that weight: one, or (a GRU's bias)
+    two. Conv kernels OIHW -> HWIO, depthwise (C, 1, H, W) -> (H, W, C, 1),
+    Dense (out, in) -> (in, out); a Dense fed by a Flatten of an (H, W, C) map
+    also reorders its inputs from PyTorch's (C, H, W) flatten order.
     """
     import keras
 
+    if isinstance(layer, keras.layers.GRU):
+        return gru_layout(slot, arrays)
+    (array,) = arrays
     if slot != "kernel":
         return array  # biases, BatchNorm statistics: same layout on both sides
     if isinstance(layer, keras.layers.DepthwiseConv2D):
@@ -153,6 +173,19 @@ def to_keras_layout(layer, slot: str, array):
         array = array.reshape(units, channels, height, width).transpose(0, 2, 3, 1)
         array = array.reshape(units, -1)
     return array.T
+
+
+def gru_layout(slot: str, arrays: list):
+    """A GRU weight: PyTorch orders the gates (r, z, n), Keras (z, r, h).
+
+    Kernels are transposed to (inputs, 3 * units); the bias of Keras's
+    reset_after GRU stacks PyTorch's bias_ih and bias_hh as (2, 3 * units).
+    """
+    import numpy as np
+
+    stacked = np.stack(arrays) if slot == "bias" else arrays[0].T
+    rows, gates = stacked.shape
+    return stacked.reshape(rows, 3, gates // 3)[:, [1, 0, 2], :].reshape(rows, gates)
 
 
 def convert_floor(name: str) -> dict:
@@ -172,13 +205,18 @@ def convert_floor(name: str) -> dict:
     start = time.perf_counter()
     model = module.build_model()
     state_dict = load_file(str(checkpoint))
-    key_of = {target: key for key, (_, target, _) in module.SOURCES.items()}
+    # Keras weight -> its PyTorch keys, in SOURCES order (a GRU bias: ih, hh).
+    keys_of: dict[str, list[str]] = {}
+    for key, (_, target, _) in module.SOURCES.items():
+        keys_of.setdefault(target, []).append(key)
     layers = {layer.name: layer for layer in model.layers}
     arrays = []
     for variable in model.weights:
-        layer_name, slot = variable.path.rsplit("/", 1)
-        array = state_dict[key_of[variable.path]]
-        arrays.append(to_keras_layout(layers[layer_name], slot, array))
+        # "conv1/kernel"; a recurrent layer's weights sit in its cell:
+        # "gru/gru_cell/kernel".
+        layer_name, slot = variable.path.split("/")[0], variable.path.split("/")[-1]
+        tensors = [state_dict[key] for key in keys_of[variable.path]]
+        arrays.append(to_keras_layout(layers[layer_name], slot, tensors))
     model.set_weights(arrays)
     convert_s = time.perf_counter() - start
     peak = peak_rss_mb()
@@ -214,7 +252,8 @@ def latency_ours(name: str) -> None:
     inputs = {batch: tf.constant(channels_last(data[batch])) for batch in ("x1", "x8")}
 
     def finish() -> dict:
-        ops = graph_op_counts(ours, (1, *channels_last(data["x1"]).shape[1:]))
+        x1 = channels_last(data["x1"])
+        ops = graph_op_counts(ours, (1, *x1.shape[1:]), x1.dtype.name)
         layers = [type(layer).__name__ for layer in keras_model.layers]
         return {
             "max_abs_error": max_abs_error(data["y8"], ours(inputs["x8"])),
@@ -267,9 +306,10 @@ def latency_pytorch(name: str, factory: str) -> None:
 
 def main() -> None:
     command, name, factory, shape, out_json = sys.argv[1:6]
-    shape = tuple(int(size) for size in shape.split(","))
+    dims, _, dtype = shape.partition(":")
+    shape = tuple(int(size) for size in dims.split(","))
     if command == "prepare":
-        result = prepare(name, factory, shape)
+        result = prepare(name, factory, shape, dtype or "float32")
     elif command == "ours":
         result = convert_ours(name)
     elif command == "floor":

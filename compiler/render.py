@@ -404,10 +404,14 @@ def _source_lines(module: ir.Module) -> list[str]:
         if any(len(text) > LINE_LENGTH for text in entry):
             # The weights tuple is too long for its own line: explode it too.
             inner = INDENT * 2
+            weights = [f"{inner}{items[1]},"]  # a 1-tuple keeps its comma here
+            if len(weights[0]) > LINE_LENGTH:
+                weights = [f"{inner}(", *(f"{inner}{INDENT}{py(t)}," for t in targets)]
+                weights.append(f"{inner}),")
             entry = [
                 f"{INDENT}{py(key)}: (",
                 f"{inner}{items[0]},",
-                *fit(2, "(", [py(t) for t in targets], "),"),
+                *weights,
                 f"{inner}{items[2]},",
                 f"{INDENT}),",
             ]

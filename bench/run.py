@@ -549,9 +549,13 @@ def render(summaries: list[dict], meta: dict, memory_figures: dict | None) -> st
         "runs in its own process (TensorFlow in the same process slows PyTorch's",
         f"small ops down); the three take turns, a few calls each, {LATENCY_TURNS} turns.",
         "Ratios are of the medians (of the fastest calls in brackets).",
+        "*TF call floor*: the median time of calling an empty `tf.function` on",
+        "the batch-1 input and fetching its result with `.numpy()`, in our",
+        "worker: TensorFlow's fixed cost per call, which no TensorFlow model goes",
+        "below (nobuco's runs on the same TensorFlow machinery).",
         "",
-        "| model | batch | ours ms | PyTorch eager ms | nobuco ms | ours / PyTorch | ours / nobuco |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "| model | batch | ours ms | PyTorch eager ms | nobuco ms | ours / PyTorch | ours / nobuco | TF call floor ms |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for s in summaries:
         for batch in ("x1", "x8"):
@@ -565,8 +569,12 @@ def render(summaries: list[dict], meta: dict, memory_figures: dict | None) -> st
                 f"({fmt(ratio(best.get('ours'), best.get(k)), '.2f')}x)"
                 for k in ("pytorch", "nobuco")
             ]
+            floor = s["graph"].get("ours", {}).get("tf_call_floor_ms")
+            floor_cell = fmt(floor) if batch == "x1" else ""
             lines.append(
-                "| " + " | ".join([s["name"], batch[1:], *times, *ratios]) + " |"
+                "| "
+                + " | ".join([s["name"], batch[1:], *times, *ratios, floor_cell])
+                + " |"
             )
     lines += [
         "",
@@ -644,6 +652,14 @@ def targets(s: dict) -> list[str]:
         elif None in ratios:
             cells.append(verdict(None, detail))
         else:
+            tf_floor = ours_graph.get("tf_call_floor_ms")
+            pytorch_b1 = t["x1"].get("pytorch")
+            if other == "pytorch" and ratios[0] > 1.0 and tf_floor and pytorch_b1:
+                if tf_floor >= pytorch_b1:  # unreachable for any TensorFlow model
+                    detail += (
+                        f"; an empty tf.function call takes {fmt(tf_floor)} ms, "
+                        f"PyTorch's whole b1 call {fmt(pytorch_b1)} ms"
+                    )
             cells.append(verdict(all(r <= 1.0 for r in ratios), detail))
     counts = [
         ours_graph.get(k)

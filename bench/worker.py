@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from bench.common import (  # noqa: E402
     ROOT,
     channels_last,
     graph_op_counts,
+    latency_ms,
     max_abs_error,
     peak_rss_mb,
     protocol_channel,
@@ -175,6 +177,27 @@ def to_keras_layout(layer, slot: str, arrays: list):
     return array.T
 
 
+def _reads(norm, key: str) -> bool:
+    return any(key in port.torch_keys for port in norm.weights)
+
+
+def fold_layout(slot: str, array, norm, state_dict):
+    """A conv or Dense weight with a BatchNormalization folded in:
+    kernel * scale, or (bias - mean) * scale + beta, scale = gamma / sqrt(var + eps)
+    per output channel (the kernel's last axes: (C, M) for a depthwise kernel).
+    `array` is the layer's own weight in Keras layout (None: it had no bias)."""
+    import numpy as np
+
+    bn = {port.slot: state_dict[port.torch_keys[0]] for port in norm.weights}
+    scale = bn.get("gamma", 1.0) / np.sqrt(bn["moving_variance"] + norm.epsilon)
+    if slot == "kernel":
+        channels = scale.size
+        axes = 1 if array.shape[-1] == channels else 2
+        return array * scale.reshape(array.shape[-axes:])
+    bias = 0.0 if array is None else array
+    return (bias - bn["moving_mean"]) * scale + bn.get("beta", 0.0)
+
+
 def gru_layout(slot: str, arrays: list):
     """A GRU weight: PyTorch orders the gates (r, z, n), Keras (z, r, h).
 
@@ -198,8 +221,17 @@ def convert_floor(name: str) -> dict:
     import keras  # noqa: F401
     from safetensors.numpy import load_file
 
+    from compiler import build  # the compile path: no torch, no tensorflow
+
     module = import_generated(name)
     checkpoint = paths(name)[0]
+    # Which BatchNormalization the spec folds into which layer (fold_batchnorm):
+    # the floor must give the same model, so it folds them too.
+    folded = {
+        layer.name: layer.folded
+        for layer in build.generate(ROOT / "specs" / f"{name}.yaml").module.layers
+        if layer.folded is not None
+    }
     import_s = time.perf_counter() - START
     rss_before = rss_mb()
     start = time.perf_counter()
@@ -207,14 +239,22 @@ def convert_floor(name: str) -> dict:
     state_dict = load_file(str(checkpoint))
     # Keras weight -> its PyTorch keys, in SOURCES order (a GRU bias: ih, hh).
     keys_of: dict[str, list[str]] = {}
-    for key, (_, target, _) in module.SOURCES.items():
-        keys_of.setdefault(target, []).append(key)
+    for key, (_, targets, _) in module.SOURCES.items():
+        for target in targets:
+            keys_of.setdefault(target, []).append(key)
     layers = {layer.name: layer for layer in model.layers}
     arrays = []
     for variable in model.weights:
         # "conv1/kernel"; a recurrent layer's weights sit in its cell:
         # "gru/gru_cell/kernel".
         layer_name, slot = variable.path.split("/")[0], variable.path.split("/")[-1]
+        if layer_name in folded:
+            norm = folded[layer_name]
+            own = [key for key in keys_of[variable.path] if not _reads(norm, key)]
+            tensors = [state_dict[key] for key in own]
+            array = to_keras_layout(layers[layer_name], slot, tensors) if own else None
+            arrays.append(fold_layout(slot, array, norm, state_dict))
+            continue
         tensors = [state_dict[key] for key in keys_of[variable.path]]
         arrays.append(to_keras_layout(layers[layer_name], slot, tensors))
     model.set_weights(arrays)
@@ -255,7 +295,13 @@ def latency_ours(name: str) -> None:
         x1 = channels_last(data["x1"])
         ops = graph_op_counts(ours, (1, *x1.shape[1:]), x1.dtype.name)
         layers = [type(layer).__name__ for layer in keras_model.layers]
+        # TensorFlow's fixed cost of one tf.function call and .numpy() on the
+        # batch-1 input, with no model: what no TensorFlow model can go below.
+        empty = tf.function(lambda x: x + 0)
+        empty(inputs["x1"])  # trace
+        floor = statistics.median(latency_ms(lambda: empty(inputs["x1"]).numpy(), 200))
         return {
+            "tf_call_floor_ms": floor,
             "max_abs_error": max_abs_error(data["y8"], ours(inputs["x8"])),
             "transpose_ops": ops["Transpose"] + ops["ConjugateTranspose"],
             "graph_ops": sum(ops.values()),

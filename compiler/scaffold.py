@@ -36,12 +36,38 @@ explicit `unflatten` kernel mapping). A permute that only moves the channel
 axis to or from the end (ConvNeXt's, or an Embedding's output fed to a Conv1d)
 changes that record, not the graph.
 
+Attention is drafted a module at a time, not op by op. nn.MultiheadAttention,
+nn.TransformerEncoderLayer and nn.TransformerEncoder are fx leaves already
+(torch.nn modules), and the tracer makes Hugging Face's BertModel one (fx
+cannot trace its forward: transformers 5 has no fx tracer, and its decorators
+and mask builder need real tensors; a BertModel scaffolded on its own is one
+call of it, _root_call). Each call becomes the Keras layer sequence the
+hand-written specs use, every layer paired with its submodule's path
+(_Drafter.encoder_layer, _Drafter.draft_bert). Why not pattern-match BERT's
+matmul/softmax subgraph: these modules' forward() carry fast paths, caches
+and mask builders that change between PyTorch and transformers releases,
+while their submodules and configuration (norm_first, activation, heads,
+eps) are the stable contract, and a whole-module expansion maps every key by
+construction. The padding mask is the one piece of forward() code between
+modules that must be understood: its ops are run on a 0/1 input and must
+give PyTorch's key padding mask (True where the input is 0) or, for BERT,
+the input's own 1-for-tokens meaning, which is Keras's attention_mask=
+(_Drafter.mask_source). What is checked is what the ops compute, not how.
+
 Limits: only tensors with the input's batch axis are mapped; parameters read
 in forward() outside a module call (class tokens, layer scales), shared
-weights (a module called twice) and ops with several outputs (chunk, split,
-attention) become placeholders, except a batch-first nn.LSTM/GRU's tuple,
-whose `output` and last layer's h_n[-1] map (see _Drafter.rnn). Repeated
-structure is not folded into blocks.
+weights (a module called twice) and ops with several outputs (chunk, split)
+become placeholders, except a batch-first nn.LSTM/GRU's tuple, whose
+`output` and last layer's h_n[-1] map (see _Drafter.rnn), and attention's.
+Attention maps for batch-first modules on (length, features) tensors, which
+means token inputs (a float (batch, length, features) input is taken as a
+channels-first 1-D map); with a key padding mask from an input that is 1 for
+a token and 0 for padding, or none; not with attn_mask, is_causal, separate
+kdim/vdim projections, add_bias_kv or the attention weights read. Attention
+written as functions (F.scaled_dot_product_attention, matmul + softmax) is
+not recognised: its ops become placeholders. Of Hugging Face models only
+BertModel (absolute positions, encoder, token_type_ids given, no
+position_ids) is drafted. Repeated structure is not folded into blocks.
 
 This module imports torch (through frameworks.import_torch_first), never keras.
 """
@@ -856,7 +882,8 @@ class _Drafter:
             return None  # a second call cannot map the same keys again
         module = self.gm.get_submodule(node.target)
         has_state = any(True for _ in module.parameters(recurse=False))
-        return node.target if has_state else None
+        # A model drafted whole as one call has no path of its own ('').
+        return (self.module_path(node.target) or None) if has_state else None
 
     def in_place(self, node: fx.Node) -> bool:
         if not node.all_input_nodes:

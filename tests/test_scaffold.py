@@ -533,14 +533,16 @@ def test_unmappable_recurrent_reads_become_placeholders():
 
 
 class Attention(nn.Module):
-    """nn.MultiheadAttention called as a module (its tuple read through [0])
-    and one nn.TransformerEncoderLayer called on its own, both given the
-    padding mask forward() computes from a 1-for-tokens attention_mask."""
+    """nn.MultiheadAttention called as a module (its tuple read through [0]),
+    as self-attention and with queries other than its keys and values, and
+    one nn.TransformerEncoderLayer called on its own, all given the padding
+    mask forward() computes from a 1-for-tokens attention_mask."""
 
     def __init__(self):
         super().__init__()
         self.embed = nn.Embedding(50, 16)
         self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.cross = nn.MultiheadAttention(16, 4, batch_first=True)
         self.layer = nn.TransformerEncoderLayer(
             16, 4, 32, batch_first=True, norm_first=True, activation=nn.GELU()
         )
@@ -550,6 +552,7 @@ class Attention(nn.Module):
         x = self.embed(ids)
         padding = attention_mask == 0
         attended, _ = self.attn(x, x, x, key_padding_mask=padding, need_weights=False)
+        attended = self.cross(attended, x, x, key_padding_mask=padding)[0]
         return self.head(self.layer(x + attended, src_key_padding_mask=padding))
 
 

@@ -36,12 +36,38 @@ explicit `unflatten` kernel mapping). A permute that only moves the channel
 axis to or from the end (ConvNeXt's, or an Embedding's output fed to a Conv1d)
 changes that record, not the graph.
 
+Attention is drafted a module at a time, not op by op. nn.MultiheadAttention,
+nn.TransformerEncoderLayer and nn.TransformerEncoder are fx leaves already
+(torch.nn modules), and the tracer makes Hugging Face's BertModel one (fx
+cannot trace its forward: transformers 5 has no fx tracer, and its decorators
+and mask builder need real tensors; a BertModel scaffolded on its own is one
+call of it, _root_call). Each call becomes the Keras layer sequence the
+hand-written specs use, every layer paired with its submodule's path
+(_Drafter.encoder_layer, _Drafter.draft_bert). Why not pattern-match BERT's
+matmul/softmax subgraph: these modules' forward() carry fast paths, caches
+and mask builders that change between PyTorch and transformers releases,
+while their submodules and configuration (norm_first, activation, heads,
+eps) are the stable contract, and a whole-module expansion maps every key by
+construction. The padding mask is the one piece of forward() code between
+modules that must be understood: its ops are run on a 0/1 input and must
+give PyTorch's key padding mask (True where the input is 0) or, for BERT,
+the input's own 1-for-tokens meaning, which is Keras's attention_mask=
+(_Drafter.mask_source). What is checked is what the ops compute, not how.
+
 Limits: only tensors with the input's batch axis are mapped; parameters read
 in forward() outside a module call (class tokens, layer scales), shared
-weights (a module called twice) and ops with several outputs (chunk, split,
-attention) become placeholders, except a batch-first nn.LSTM/GRU's tuple,
-whose `output` and last layer's h_n[-1] map (see _Drafter.rnn). Repeated
-structure is not folded into blocks.
+weights (a module called twice) and ops with several outputs (chunk, split)
+become placeholders, except a batch-first nn.LSTM/GRU's tuple, whose
+`output` and last layer's h_n[-1] map (see _Drafter.rnn), and attention's.
+Attention maps for batch-first modules on (length, features) tensors, which
+means token inputs (a float (batch, length, features) input is taken as a
+channels-first 1-D map); with a key padding mask from an input that is 1 for
+a token and 0 for padding, or none; not with attn_mask, is_causal, separate
+kdim/vdim projections, add_bias_kv or the attention weights read. Attention
+written as functions (F.scaled_dot_product_attention, matmul + softmax) is
+not recognised: its ops become placeholders. Of Hugging Face models only
+BertModel (absolute positions, encoder, token_type_ids given, no
+position_ids) is drafted. Repeated structure is not folded into blocks.
 
 This module imports torch (through frameworks.import_torch_first), never keras.
 """
@@ -49,6 +75,7 @@ This module imports torch (through frameworks.import_torch_first), never keras.
 from __future__ import annotations
 
 import importlib
+import inspect
 import keyword
 import math
 import operator
@@ -176,6 +203,53 @@ def _is_stochastic_depth(module: nn.Module) -> bool:
     )
 
 
+def _is_bert_model(module: nn.Module) -> bool:
+    # Hugging Face's BertModel: fx cannot trace its forward (transformers 5
+    # has no fx tracer; its decorators and mask builder need real tensors),
+    # so it is a leaf, drafted whole by _Drafter.bert.
+    kind = type(module)
+    return kind.__name__ == "BertModel" and kind.__module__.startswith(
+        "transformers.models.bert"
+    )
+
+
+def _composite_kind(module: nn.Module) -> str | None:
+    """Which of the modules scaffold drafts whole `module` is, if any (see
+    _Drafter.composite): fx keeps torch.nn's as leaves already."""
+    if isinstance(module, nn.MultiheadAttention):
+        return "attention"
+    if isinstance(module, nn.TransformerEncoderLayer):
+        return "encoder_layer"
+    if isinstance(module, nn.TransformerEncoder):
+        return "encoder"
+    if _is_bert_model(module):
+        return "bert"
+    return None
+
+
+# forward() parameters of those modules that take an attention mask, and what
+# it holds: "padding" is PyTorch's key padding mask (True, or -inf added,
+# where a key is padding); "attend" is Hugging Face's attention_mask (1 for a
+# token, 0 for padding), which is what Keras's attention_mask= takes. Any other
+# mask (attn_mask, src_mask, is_causal) must be left at its default.
+_MASKS = {
+    "attention": {"key_padding_mask": "padding"},
+    "encoder_layer": {"src_key_padding_mask": "padding"},
+    "encoder": {"src_key_padding_mask": "padding"},
+    "bert": {"attention_mask": "attend"},
+}
+_UNSUPPORTED_MASKS = ("attn_mask", "src_mask", "mask", "is_causal")
+
+
+@dataclass(frozen=True)
+class _Composite:
+    """A drafted call of a module scaffold drafts whole: its result's parts."""
+
+    parts: dict[Any, Tensor | str]  # index or attribute -> its tensor, or why none
+    returns: tuple[Tensor, ...]  # what forward() returns, as the draft's outputs
+    final: Tensor  # what a placeholder for an unmapped part reads
+
+
 class _Tracer(fx.Tracer):
     """fx's tracer, with extra leaves, remembering which module a failure came from."""
 
@@ -185,7 +259,7 @@ class _Tracer(fx.Tracer):
         self.failed_in: str | None = None
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if qualname in self.leaves or _is_stochastic_depth(m):
+        if qualname in self.leaves or _is_stochastic_depth(m) or _is_bert_model(m):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -198,11 +272,15 @@ class _Tracer(fx.Tracer):
             raise
 
 
-def trace(model: nn.Module) -> tuple[fx.GraphModule, dict[str, str]]:
+def trace(model: nn.Module, inputs: int = 1) -> tuple[fx.GraphModule, dict[str, str]]:
     """fx-trace `model`; a submodule fx cannot trace is made a leaf and retried.
 
     Returns the graph module and, for each module made a leaf that way, why.
+    A model that is itself one of the modules scaffold expands whole (see
+    _COMPOSITES) is not traced: the graph is one call of it on `inputs` inputs.
     """
+    if _composite_kind(model) is not None:
+        return _root_call(model, inputs), {}
     untraceable: dict[str, str] = {}
     while True:
         tracer = _Tracer(set(untraceable))
@@ -221,6 +299,43 @@ def trace(model: nn.Module) -> tuple[fx.GraphModule, dict[str, str]]:
             untraceable[path] = f"torch.fx cannot trace its forward ({reason})"
             continue
         return fx.GraphModule(tracer.root, graph), untraceable
+
+
+class _Root(nn.Module):
+    """Holds a model scaffold drafts as one known module call (a BertModel,
+    whose forward fx cannot trace; an nn.TransformerEncoderLayer). The
+    drafter reads the path ROOT as the model itself, so no `torch:` path or
+    key gets a prefix."""
+
+    ROOT = "model"
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.add_module(self.ROOT, model)
+
+
+def _root_call(model: nn.Module, inputs: int) -> fx.GraphModule:
+    """A graph of one call of `model` on its first `inputs` forward() parameters."""
+    parameters = list(inspect.signature(model.forward).parameters.values())
+    positional = [
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) < inputs:
+        raise ScaffoldError(
+            f"{type(model).__name__}.forward takes {len(positional)} input(s) "
+            f"({', '.join(positional)}), not {inputs}"
+        )
+    graph = fx.Graph()
+    placeholders = tuple(graph.placeholder(name) for name in positional[:inputs])
+    graph.output(graph.call_module(_Root.ROOT, placeholders))
+    gm = fx.GraphModule(_Root(model), graph)
+    gm.meta[_ROOT_CALL] = True
+    return gm
+
+
+_ROOT_CALL = "torch2keras_root_call"  # gm.meta key: the graph is _root_call's
 
 
 def example_inputs(shapes, dtypes: list[str]) -> list[torch.Tensor]:
@@ -365,6 +480,23 @@ def _elementwise_function(node: fx.Node, args, kwargs) -> tuple[str, dict] | Non
     return None
 
 
+def _layer_norm_args(m: nn.LayerNorm, x: Tensor) -> dict[str, Any]:
+    if len(m.normalized_shape) != 1 or x.channels_last:
+        raise _Unmappable(
+            f"it normalises over {tuple(m.normalized_shape)} of a "
+            f"{'channels-first ' if x.channels_last else ''}{x.shape} tensor, "
+            "and LayerNormalization here normalises the last Keras axis"
+        )
+    args: dict[str, Any] = {}
+    if m.eps != 1e-5:
+        args["epsilon"] = _float(m.eps)
+    if m.weight is None:
+        args["scale"] = False
+    if m.bias is None:
+        args["center"] = False
+    return args
+
+
 def _gelu(approximate: str):
     if approximate != "none":
         raise _Unmappable("Keras's gelu activation is the exact GELU, not tanh's")
@@ -505,6 +637,31 @@ _C_N = (
 _ORDER_PRESERVING = ("Dropout", "ReLU", "Activation")
 
 
+# Hugging Face hidden_act values -> the Keras activation of the same formula
+# ("gelu" is the exact, erf GELU; "gelu_new" is tanh's, which Keras lacks).
+_HF_ACTIVATIONS = {
+    "gelu": "gelu",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+    "tanh": "tanh",
+}
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _bind(module: nn.Module, node: fx.Node) -> dict[str, Any]:
+    """A module call's arguments by forward() parameter name, defaults included."""
+    try:
+        bound = inspect.signature(module.forward).bind(*node.args, **node.kwargs)
+    except TypeError as exc:
+        raise _Unmappable(f"its arguments do not fit its forward(): {exc}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
 # --- the graph walk ------------------------------------------------------------
 
 
@@ -531,6 +688,14 @@ class _Drafter:
         # An LSTM/GRU returns a tuple: the nodes that hold it or a part of it
         # (the tuple, LSTM's (h_n, c_n), h_n) -> the drafted run and which part.
         self.rnn_parts: dict[fx.Node, tuple[_RNNRun, str]] = {}
+        # Calls of modules drafted whole (attention, transformer layers,
+        # BertModel) -> their parts; a call that failed -> its placeholder.
+        self.composites: dict[fx.Node, _Composite | Tensor] = {}
+        # The Reshape to (1, S) of each input a Keras attention mask reads.
+        self.masks: dict[str, Tensor] = {}
+        # Ops that only compute a mask for those calls: no layers of their own.
+        self.root = bool(gm.meta.get(_ROOT_CALL))
+        self.mask_only = self.mask_only_nodes()
 
     def run(self, dtypes: list[str]) -> None:
         placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
@@ -563,8 +728,19 @@ class _Drafter:
             results = list(results.values())
         elif not isinstance(results, (tuple, list)):
             results = [results]
+        expanded = []
         for result in results:
-            value = self.values.get(result) if isinstance(result, fx.Node) else None
+            composite = self.composites.get(result)
+            if isinstance(composite, _Composite):
+                expanded += composite.returns  # a tuple or ModelOutput, returned whole
+            elif isinstance(composite, Tensor):
+                expanded.append(composite)
+            else:
+                expanded.append(result)
+        for result in expanded:
+            value = result
+            if not isinstance(result, Tensor):
+                value = self.values.get(result) if isinstance(result, fx.Node) else None
             if value is None:
                 raise ScaffoldError(
                     f"forward() returns {result!r}, which is not a tensor; scaffold "
@@ -588,16 +764,20 @@ class _Drafter:
             return None  # a Python value (x.size(0), x.shape): nothing to draft
         if node in self.fused:
             return self.fused[node]
+        if node in self.mask_only:
+            return None  # drafted as the Keras mask where a module reads it
         if node.op == "call_module":
             self.used_modules.add(node.target)
         shape = self.meta_shape(node)
         layers_before, names_before = len(self.layers), set(self.names)
-        paired_before = set(self.paired_weights)
+        paired_before, masks_before = set(self.paired_weights), dict(self.masks)
         try:
             if self.is_rnn(node) or self.reads_rnn(node):
                 # Checked before the shape: these return tuples, and h_n is
                 # (layers, batch, units), not batch-first.
                 result = self.rnn_part(node, shape)
+            elif self.is_composite(node) or self.reads_composite(node):
+                result = self.composite_part(node, shape)
             elif shape is None:
                 raise _Unmappable(self.not_one_tensor(node))
             else:
@@ -606,11 +786,14 @@ class _Drafter:
             del self.layers[layers_before:]  # what it drafted before failing
             self.names = names_before
             self.paired_weights = paired_before
+            self.masks = masks_before
             inputs = [self.values.get(n) for n in node.all_input_nodes]
             if self.reads_rnn(node):
                 # A tuple part has no tensor: the placeholder reads the RNN's
                 # last Keras layer, so the draft stays one connected graph.
                 inputs = [self.rnn_parts[node.args[0]][0].final]
+            if self.reads_composite(node):
+                inputs = [self.composites[node.args[0]].final]
             result = self.placeholder(
                 self.base_name(node),
                 self.describe(node),
@@ -619,6 +802,12 @@ class _Drafter:
                 shape,
                 self.weighted_module(node),
             )
+            if self.is_composite(node) and not isinstance(
+                node.meta["tensor_meta"], TensorMetadata
+            ):
+                # A tuple or ModelOutput: what forward() reads of it reads this
+                # one placeholder, for the hand mapping that replaces it.
+                self.composites[node] = result
         if self.in_place(node):
             # Later readers of the tensor it changed in place read its result.
             self.values[node.all_input_nodes[0]] = result
@@ -693,7 +882,8 @@ class _Drafter:
             return None  # a second call cannot map the same keys again
         module = self.gm.get_submodule(node.target)
         has_state = any(True for _ in module.parameters(recurse=False))
-        return node.target if has_state else None
+        # A model drafted whole as one call has no path of its own ('').
+        return (self.module_path(node.target) or None) if has_state else None
 
     def in_place(self, node: fx.Node) -> bool:
         if not node.all_input_nodes:
@@ -723,17 +913,20 @@ class _Drafter:
             return None
         path = node.target
         if LAYER_TYPES[keras].default_rule:
-            key = path if torch_layer == 0 else f"{path}#l{torch_layer}"
-            if key in self.paired_weights:
-                raise _Unmappable(
-                    "it is called a second time (shared weights), and a spec maps "
-                    "each PyTorch key once"
-                )
-            self.paired_weights.add(key)
+            self.claim(path if torch_layer == 0 else f"{path}#l{torch_layer}")
             return path
         if self.last_call.get(path) is not node or flat_from is not None:
             return None  # verify would compare it with another output
         return path
+
+    def claim(self, path: str) -> None:
+        """Record that a layer maps `path`'s keys; a second claim is an error."""
+        if path in self.paired_weights:
+            raise _Unmappable(
+                "it is called a second time (shared weights), and a spec maps "
+                "each PyTorch key once"
+            )
+        self.paired_weights.add(path)
 
     def layer(
         self,
@@ -748,11 +941,13 @@ class _Drafter:
         base: str | None = None,
         weights: dict[str, Any] | None = None,
         comment: str | None = None,
+        path: str | None = None,
     ) -> Tensor:
         """Draft one layer for `node`, checking its Keras shape against PyTorch's.
 
         The layer pairs with `node`'s module; a layer drafted before it (a
-        ZeroPadding2D) passes node=None and its own `base` name.
+        ZeroPadding2D) passes node=None and its own `base` name. A layer of a
+        module drafted whole passes node=None and the submodule's `path`.
         """
         args = args or {}
         layer_type = LAYER_TYPES[keras]
@@ -770,7 +965,11 @@ class _Drafter:
                 f"scaffold drafted {keras} {args}, which gives {tuple(keras_shape)} "
                 f"where PyTorch gives {out.keras_shape} (Keras layout)"
             )
-        torch_path = self.pair(node, keras, flat_from, args.get("torch_layer", 0))
+        if path is not None:
+            self.claim(path)
+            torch_path = path
+        else:
+            torch_path = self.pair(node, keras, flat_from, args.get("torch_layer", 0))
         name = self.unique(base or self.base_name(node))
         self.layers.append(
             Layer(
@@ -1066,20 +1265,9 @@ class _Drafter:
         return self.like(node, "BatchNormalization", x, args, shape=shape)
 
     def layer_norm(self, node, m: nn.LayerNorm, x: Tensor, shape) -> Tensor:
-        if len(m.normalized_shape) != 1 or x.channels_last:
-            raise _Unmappable(
-                f"it normalises over {tuple(m.normalized_shape)} of a "
-                f"{'channels-first ' if x.channels_last else ''}{x.shape} tensor, "
-                "and LayerNormalization here normalises the last Keras axis"
-            )
-        args = {}
-        if m.eps != 1e-5:
-            args["epsilon"] = _float(m.eps)
-        if m.weight is None:
-            args["scale"] = False
-        if m.bias is None:
-            args["center"] = False
-        return self.like(node, "LayerNormalization", x, args, shape=shape)
+        return self.like(
+            node, "LayerNormalization", x, _layer_norm_args(m, x), shape=shape
+        )
 
     def prelu(self, node, m: nn.PReLU, x: Tensor, shape) -> Tensor:
         rank = len(x.shape)
@@ -1258,6 +1446,574 @@ class _Drafter:
         self.rnn_parts[node] = (
             _RNNRun(m, sequence, last, why_not_last, x),
             "tuple",
+        )
+
+    # --- modules drafted whole: attention, transformer layers, BertModel -------
+    #
+    # fx keeps nn.MultiheadAttention, nn.TransformerEncoderLayer and
+    # nn.TransformerEncoder as leaves (they are torch.nn modules), and the
+    # tracer makes BertModel one. Each call drafts the Keras layer sequence
+    # the hand-written specs use (specs/transformer_encoder*.yaml,
+    # specs/bert_small.yaml), each layer paired with its submodule's path. A
+    # tuple or ModelOutput result is read like an RNN's: getitem / getattr
+    # nodes resolve to the drafted tensors (self.composites).
+
+    def is_composite(self, node: fx.Node) -> bool:
+        return (
+            node.op == "call_module"
+            and _composite_kind(self.gm.get_submodule(node.target)) is not None
+        )
+
+    def reads_composite(self, node: fx.Node) -> bool:
+        return (
+            node.op == "call_function"
+            and node.target in (operator.getitem, getattr)
+            and bool(node.args)
+            and node.args[0] in self.composites
+        )
+
+    def module_path(self, target: str) -> str:
+        """A call_module target -> its modules' PyTorch path ('' for the model
+        drafted whole as one call, see _root_call)."""
+        return "" if self.root and target == _Root.ROOT else target
+
+    def composite_part(self, node: fx.Node, shape) -> Tensor | None:
+        """A call of a module drafted whole, or a part read of its result."""
+        if self.is_composite(node):
+            module = self.gm.get_submodule(node.target)
+            kind = _composite_kind(module)
+            prefix = self.module_path(node.target)
+            arguments = _bind(module, node)
+            for name in _UNSUPPORTED_MASKS:
+                if arguments.get(name) not in (None, False):
+                    raise _Unmappable(
+                        f"it is given {name}; scaffold maps a key padding mask "
+                        "(Keras's attention_mask=), not attention masks or causal "
+                        "masking"
+                    )
+            if not prefix:
+                # The model drafted whole: every key under it is used.
+                self.used_modules.update(name for name, _ in module.named_children())
+                self.used_modules.update(
+                    name for name, _ in module.named_parameters(recurse=False)
+                )
+            result = getattr(self, f"draft_{kind}")(module, prefix, arguments)
+            if isinstance(result, _Composite):
+                self.composites[node] = result
+                return None  # a tuple: only its parts are tensors
+            return result
+        composite = self.composites[node.args[0]]
+        key = node.args[1]
+        if isinstance(composite, Tensor):
+            # The call is a placeholder: what reads it reads that placeholder.
+            return Tensor(composite.layer, shape)
+        if not node.users:
+            return None
+        part = composite.parts.get(
+            key, f"it reads {_index_text(key)!r} of the result, which has no mapping"
+        )
+        if isinstance(part, str):
+            raise _Unmappable(part)
+        return part
+
+    def mask_only_nodes(self) -> set[fx.Node]:
+        """Ops whose results only reach the mask argument of a module drafted
+        whole: the mask is drafted where that module reads it (attention_mask)."""
+        mask_inputs: dict[fx.Node, set[fx.Node]] = {}
+        for node in self.gm.graph.nodes:
+            if not self.is_composite(node):
+                continue
+            module = self.gm.get_submodule(node.target)
+            try:
+                arguments = _bind(module, node)
+            except _Unmappable:
+                continue  # drafted as a placeholder, which says why
+            masks = set(_MASKS[_composite_kind(module)])
+            inside: set[fx.Node] = set()
+            outside: set[fx.Node] = set()
+            for name, value in arguments.items():
+                found = inside if name in masks else outside
+                fx.node.map_arg(value, lambda n, found=found: found.add(n))
+            mask_inputs[node] = inside - outside
+        only: set[fx.Node] = set()
+        for node in reversed(self.gm.graph.nodes):
+            if node.op not in ("call_function", "call_method") or not node.users:
+                continue
+            if all(u in only or node in mask_inputs.get(u, ()) for u in node.users):
+                only.add(node)
+        return only
+
+    def attention_mask(self, value, meaning: str, keys: int) -> Tensor | None:
+        """The Keras attention_mask=, (1, keys) per example, for a mask argument.
+
+        Keras reads 1 where a key is attended, as a Hugging Face attention_mask
+        (`meaning` "attend"); PyTorch's key padding mask (`meaning` "padding")
+        is its inverse, so it must be computed from such an input
+        (`attention_mask == 0`). Either way the Keras mask is a Reshape of the
+        input itself.
+        """
+        if value is None:
+            return None
+        if not isinstance(value, fx.Node):
+            raise _Unmappable(f"its mask is {value!r}, not a tensor")
+        source = self.mask_source(value, meaning)
+        x = self.tensor(self.values.get(source))
+        if x.shape != (keys,):
+            raise _Unmappable(
+                f"its mask comes from input {source.target} of shape {x.shape}, "
+                f"not one value per key ({keys},)"
+            )
+        if x.layer not in self.masks:
+            self.masks[x.layer] = self.layer(
+                None,
+                "Reshape",
+                [x],
+                {"target_shape": [1, keys]},
+                shape=(1, keys),
+                channels_last=False,
+                base="mask",
+                comment=f"{x.layer}: 1 for a token, 0 for padding. Keras's attention "
+                "mask is (batch, queries, keys), or (batch, 1, keys) for all queries.",
+            )
+        return self.masks[x.layer]
+
+    def mask_source(self, node: fx.Node, meaning: str) -> fx.Node:
+        """The input a mask is computed from, checked by running the ops in
+        between on a 0/1 mask: what they compute is checked, not how."""
+        ancestors, stack = set(), [node]
+        while stack:
+            n = stack.pop()
+            if n not in ancestors:
+                ancestors.add(n)
+                stack.extend(n.all_input_nodes)
+        sources = [n for n in ancestors if n.op == "placeholder"]
+        meta = sources[0].meta.get("tensor_meta") if len(sources) == 1 else None
+        if (
+            any(n.op in ("call_module", "get_attr") for n in ancestors)
+            or not isinstance(meta, TensorMetadata)
+            or len(meta.shape) != 2
+        ):
+            raise _Unmappable(
+                "its mask is not computed from one (batch, keys) input alone; "
+                "scaffold maps a padding mask input, 1 for a token and 0 for padding"
+            )
+        graph, env = fx.Graph(), {}
+        for n in self.gm.graph.nodes:
+            if n in ancestors:
+                env[n] = graph.node_copy(n, env.__getitem__)
+        graph.output(env[node])
+        generator = torch.Generator().manual_seed(0)
+        tokens = torch.randint(0, 2, tuple(meta.shape), generator=generator) == 1
+        tokens[:, 0] = True  # both values occur
+        tokens[:, -1] = meta.shape[1] == 1
+        try:
+            with torch.no_grad():
+                mask = fx.GraphModule(self.gm, graph)(tokens.to(meta.dtype))
+        except Exception as exc:
+            raise _Unmappable(
+                f"computing its mask from a 0/1 input failed ({type(exc).__name__})"
+            ) from None
+        same_shape = isinstance(mask, torch.Tensor) and mask.shape == tokens.shape
+        if meaning == "attend":
+            if same_shape and torch.equal(mask != 0, tokens):
+                return sources[0]
+            wanted = "nonzero exactly where a key is attended"
+        else:
+            if same_shape and mask.dtype == torch.bool:
+                ok = torch.equal(mask, ~tokens)
+            else:
+                ok = same_shape and bool(
+                    (mask[tokens] == 0).all() and (mask[~tokens] <= -1e4).all()
+                )
+            if ok:
+                return sources[0]
+            wanted = (
+                f"True (or -inf) where input {sources[0].target} is 0, as "
+                f"`{sources[0].target} == 0` gives"
+            )
+        raise _Unmappable(
+            f"on a 0/1 {sources[0].target} its mask is not {wanted}; Keras's "
+            "attention_mask= is 1 where a key is attended"
+        )
+
+    def multi_head_attention(
+        self, m: nn.MultiheadAttention, path: str, query, value, key, mask
+    ) -> Tensor:
+        """One Keras MultiHeadAttention with the default rule: the fused
+        in_proj_weight split into the query, key and value projections."""
+        if not m.batch_first:
+            raise _Unmappable(
+                f"{path} is not batch_first: it reads (time, batch, features)"
+            )
+        if not m._qkv_same_embed_dim:
+            raise _Unmappable(
+                f"{path} has kdim/vdim != embed_dim, so no fused in_proj_weight "
+                "for the MultiHeadAttention rule to split"
+            )
+        if m.bias_k is not None or m.add_zero_attn:
+            raise _Unmappable(
+                f"{path} has add_bias_kv or add_zero_attn, which add keys Keras's "
+                "MultiHeadAttention does not"
+            )
+        for x in (query, value, key):
+            if x.channels_last or len(x.shape) != 2:
+                raise _Unmappable(
+                    f"its input {x.shape} is not a (time, features) sequence laid "
+                    "out alike in Keras"
+                )
+        args: dict[str, Any] = {"num_heads": m.num_heads, "key_dim": m.head_dim}
+        if m.in_proj_bias is None:
+            args["use_bias"] = False
+        inputs = [query, value] + ([key] if key != value else [])
+        if mask is not None:
+            args["attention_mask"] = True
+            inputs.append(mask)
+        return self.layer(
+            None,
+            "MultiHeadAttention",
+            inputs,
+            args,
+            shape=query.shape,
+            channels_last=False,
+            base=path,
+            path=path,
+        )
+
+    def draft_attention(self, m: nn.MultiheadAttention, prefix: str, arguments):
+        query, key, value = (
+            self.tensor(self.values.get(arguments[name]))
+            for name in ("query", "key", "value")
+        )
+        mask = self.attention_mask(
+            arguments["key_padding_mask"], "padding", value.shape[0]
+        )
+        out = self.multi_head_attention(m, prefix, query, value, key, mask)
+        weights = "it reads the attention weights, which Keras's MultiHeadAttention "
+        weights += "here does not return"
+        return _Composite({0: out, 1: weights}, (out,), out)
+
+    def draft_encoder_layer(self, m: nn.TransformerEncoderLayer, prefix, arguments):
+        x = self.tensor(self.values.get(arguments["src"]))
+        mask = self.attention_mask(
+            arguments["src_key_padding_mask"], "padding", x.shape[0]
+        )
+        return self.encoder_layer(m, prefix, x, mask)
+
+    def draft_encoder(self, m: nn.TransformerEncoder, prefix, arguments):
+        x = self.tensor(self.values.get(arguments["src"]))
+        mask = self.attention_mask(
+            arguments["src_key_padding_mask"], "padding", x.shape[0]
+        )
+        first = len(self.layers)
+        for index, layer in enumerate(m.layers):
+            x = self.encoder_layer(layer, _join(prefix, f"layers.{index}"), x, mask)
+        if m.norm is not None:
+            x = self.sequence_layer_norm(m.norm, _join(prefix, "norm"), x)
+        if mask is not None and m.use_nested_tensor:
+            drafted = self.layers[first]
+            drafted.comment = " ".join(
+                filter(
+                    None,
+                    [
+                        drafted.comment,
+                        "With enable_nested_tensor, PyTorch returns 0 at padded "
+                        "positions at inference; these layers compute them. Real "
+                        "positions agree.",
+                    ],
+                )
+            )
+        return x
+
+    def encoder_layer(
+        self, m: nn.TransformerEncoderLayer, prefix: str, x: Tensor, mask
+    ) -> Tensor:
+        """nn.TransformerEncoderLayer as specs/transformer_encoder*.yaml map it:
+        post-norm  x = norm1(x + self_attn(x)); x = norm2(x + linear2(act(linear1(x))))
+        norm_first x = x + self_attn(norm1(x)); x = x + linear2(act(linear1(norm2(x))))
+        Dropout is the identity at inference and gets no layer."""
+        activation = m.activation
+        if activation is F.relu:
+            keras, activation_args = "Activation", {"activation": "relu"}
+        elif activation is F.gelu:
+            keras, activation_args = "Activation", {"activation": "gelu"}
+        elif isinstance(activation, nn.Module) and _elementwise_module(activation):
+            keras, activation_args = _elementwise_module(activation)
+        else:
+            raise _Unmappable(
+                f"{_join(prefix, 'activation')} is {activation!r}, not relu, gelu or "
+                "an activation module scaffold maps"
+            )
+
+        def path(name):
+            return _join(prefix, name)
+
+        def attend(y):
+            return self.multi_head_attention(
+                m.self_attn, path("self_attn"), y, y, y, mask
+            )
+
+        def norm(name, y):
+            return self.sequence_layer_norm(getattr(m, name), path(name), y)
+
+        def add(name, a, b):
+            return self.layer(
+                None, "Add", [a, b], shape=a.shape, channels_last=False, base=path(name)
+            )
+
+        def feed_forward(y):
+            y = self.sequence_dense(m.linear1, path("linear1"), y)
+            # A layer of its own, so verify pairs linear1 1:1.
+            y = self.layer(
+                None,
+                keras,
+                [y],
+                activation_args,
+                shape=y.shape,
+                channels_last=False,
+                base=path("activation"),
+            )
+            return self.sequence_dense(m.linear2, path("linear2"), y)
+
+        if m.norm_first:
+            y = add("add1", x, attend(norm("norm1", x)))
+            return add("add2", y, feed_forward(norm("norm2", y)))
+        y = norm("norm1", add("add1", x, attend(x)))
+        return norm("norm2", add("add2", y, feed_forward(y)))
+
+    def sequence_dense(self, m: nn.Linear, path: str, x: Tensor, **kwargs) -> Tensor:
+        args: dict[str, Any] = {"units": m.out_features}
+        if m.bias is None:
+            args["use_bias"] = False
+        shape = (*x.shape[:-1], m.out_features)
+        return self.layer(
+            None,
+            "Dense",
+            [x],
+            args,
+            shape=shape,
+            channels_last=False,
+            base=path,
+            path=path,
+            **kwargs,
+        )
+
+    def sequence_layer_norm(self, m: nn.LayerNorm, path: str, x: Tensor) -> Tensor:
+        args = _layer_norm_args(m, x)
+        return self.layer(
+            None,
+            "LayerNormalization",
+            [x],
+            args,
+            shape=x.shape,
+            channels_last=False,
+            base=path,
+            path=path,
+        )
+
+    def draft_bert(self, m: nn.Module, prefix: str, arguments) -> _Composite:
+        """transformers BertModel as specs/bert_small.yaml maps it: embeddings
+        (word + position + token type, LayerNorm), one block per BertLayer,
+        the pooler; its ModelOutput's last_hidden_state and pooler_output."""
+        config = m.config
+        for name in ("inputs_embeds", "position_ids", "encoder_hidden_states"):
+            if arguments.get(name) is not None:
+                raise _Unmappable(f"it is given {name}; scaffold maps input_ids")
+        if config.is_decoder:
+            raise _Unmappable("it is a decoder (causal attention)")
+        if getattr(config, "position_embedding_type", "absolute") != "absolute":
+            raise _Unmappable(
+                f"position_embedding_type {config.position_embedding_type!r} is not "
+                "absolute"
+            )
+        if arguments.get("token_type_ids") is None:
+            raise _Unmappable(
+                "token_type_ids is not given, so PyTorch adds token type 0's row "
+                "everywhere, and no Keras layer here adds a constant row: pass "
+                "token_type_ids (zeros) as an input"
+            )
+        ids = self.tensor(self.values.get(arguments["input_ids"]))
+        types = self.tensor(self.values.get(arguments["token_type_ids"]))
+        if len(ids.shape) != 1 or types.shape != ids.shape:
+            raise _Unmappable(
+                f"input_ids {ids.shape} and token_type_ids {types.shape} are not "
+                "both (length,)"
+            )
+        steps, width = ids.shape[0], config.hidden_size
+        mask = self.attention_mask(arguments.get("attention_mask"), "attend", steps)
+
+        def path(name):
+            return _join(prefix, name)
+
+        def embedding(keras, name, x, table):
+            args = {
+                "input_dim": table.num_embeddings,
+                "output_dim": table.embedding_dim,
+            }
+            return self.layer(
+                None,
+                keras,
+                [x],
+                args,
+                shape=(steps, width),
+                channels_last=False,
+                base=path(name),
+                path=path(name),
+                comment=(
+                    f"position_ids = arange({steps}): the first {steps} rows of the "
+                    "table, for every example."
+                    if keras == "PositionEmbedding"
+                    else None
+                ),
+            )
+
+        tables = m.embeddings
+        parts = [
+            embedding(
+                "Embedding", "embeddings.word_embeddings", ids, tables.word_embeddings
+            ),
+            embedding(
+                "PositionEmbedding",
+                "embeddings.position_embeddings",
+                ids,
+                tables.position_embeddings,
+            ),
+            embedding(
+                "Embedding",
+                "embeddings.token_type_embeddings",
+                types,
+                tables.token_type_embeddings,
+            ),
+        ]
+        x = self.layer(
+            None,
+            "Add",
+            parts,
+            shape=(steps, width),
+            channels_last=False,
+            base=path("embeddings"),
+        )
+        x = self.sequence_layer_norm(tables.LayerNorm, path("embeddings.LayerNorm"), x)
+        activation = _HF_ACTIVATIONS.get(config.hidden_act)
+        if activation is None:
+            raise _Unmappable(
+                f"hidden_act {config.hidden_act!r} is not one of "
+                f"{', '.join(_HF_ACTIVATIONS)} (Keras activations of the same formula)"
+            )
+        for index, layer in enumerate(m.encoder.layer):
+            x = self.bert_layer(
+                layer, path(f"encoder.layer.{index}"), x, mask, activation
+            )
+        parts = {0: x, "last_hidden_state": x}
+        if m.pooler is None:
+            return _Composite(parts, (x,), x)
+        pooler_activation = _elementwise_module(m.pooler.activation)
+        if pooler_activation is None:
+            raise _Unmappable(f"the pooler's activation is {m.pooler.activation!r}")
+        first = self.layer(
+            None,
+            "Cropping1D",
+            [x],
+            {"cropping": [0, steps - 1]},
+            shape=(1, width),
+            channels_last=False,
+            base=path("pooler.first_token"),
+            comment="The pooler reads the first token: tanh(dense(hidden[:, 0])).",
+        )
+        first = self.layer(
+            None,
+            "Flatten",
+            [first],
+            shape=(width,),
+            channels_last=False,
+            base=path("pooler.first_token_flat"),
+        )
+        pooled = self.sequence_dense(m.pooler.dense, path("pooler.dense"), first)
+        keras, args = pooler_activation
+        pooled = self.layer(
+            None,
+            keras,
+            [pooled],
+            args,
+            shape=(width,),
+            channels_last=False,
+            base=path("pooler"),
+        )
+        parts.update({1: pooled, "pooler_output": pooled})
+        return _Composite(parts, (x, pooled), pooled)
+
+    def bert_layer(self, m: nn.Module, prefix: str, x: Tensor, mask, activation):
+        """One BertLayer: self-attention, residual + LayerNorm, the MLP, residual
+        + LayerNorm. BERT keeps query, key and value as separate Linear layers,
+        so the MultiHeadAttention's weights are mapped explicitly."""
+        attention = m.attention.self
+        if type(attention).__name__ != "BertSelfAttention":
+            raise _Unmappable(
+                f"{prefix}.attention.self is a {type(attention).__name__}, not "
+                "BertSelfAttention"
+            )
+        heads = attention.num_attention_heads
+        head_dim = attention.attention_head_size
+        self_path = f"{prefix}.attention.self"
+        weights: dict[str, Any] = {}
+        for slot in ("query", "key", "value"):
+            weights[f"{slot}/kernel"] = {
+                "from": f"{self_path}.{slot}.weight",
+                "transform": ["transpose", {"split_axis": [1, heads]}],
+            }
+            weights[f"{slot}/bias"] = {
+                "from": f"{self_path}.{slot}.bias",
+                "transform": [{"split_axis": [0, heads]}],
+            }
+        dense = f"{prefix}.attention.output.dense"
+        weights["attention_output/kernel"] = {
+            "from": f"{dense}.weight",
+            "transform": ["transpose", {"split_axis": [0, heads]}],
+        }
+        weights["attention_output/bias"] = {"from": f"{dense}.bias"}
+        args: dict[str, Any] = {"num_heads": heads, "key_dim": head_dim}
+        inputs = [x, x]
+        if mask is not None:
+            args["attention_mask"] = True
+            inputs.append(mask)
+        self.claim(f"{prefix}.attention")  # its keys are mapped here, once
+        attended = self.layer(
+            None,
+            "MultiHeadAttention",
+            inputs,
+            args,
+            shape=x.shape,
+            channels_last=False,
+            base=f"{prefix}.attention",
+            weights=weights,
+            comment="query, key and value are separate Linear layers: each kernel "
+            "is transposed and split into (hidden, heads, head_dim), the output "
+            "dense into (heads, head_dim, hidden).",
+        )
+
+        def add(name, a, b):
+            return self.layer(
+                None, "Add", [a, b], shape=a.shape, channels_last=False, base=name
+            )
+
+        y = add(f"{prefix}.attention.add", x, attended)
+        y = self.sequence_layer_norm(
+            m.attention.output.LayerNorm, f"{prefix}.attention.output.LayerNorm", y
+        )
+        h = self.sequence_dense(m.intermediate.dense, f"{prefix}.intermediate.dense", y)
+        # A layer of its own, so verify pairs intermediate.dense 1:1.
+        h = self.layer(
+            None,
+            "Activation",
+            [h],
+            {"activation": activation},
+            shape=h.shape,
+            channels_last=False,
+            base=f"{prefix}.intermediate.activation",
+        )
+        h = self.sequence_dense(m.output.dense, f"{prefix}.output.dense", h)
+        y = add(f"{prefix}.output.add", y, h)
+        return self.sequence_layer_norm(
+            m.output.LayerNorm, f"{prefix}.output.LayerNorm", y
         )
 
     def pool(self, node, kind: str, p: dict, x: Tensor, shape) -> Tensor:
@@ -1678,7 +2434,7 @@ def draft(
             f"input dtype {unknown[0]!r} is not one of {', '.join(DTYPES)}"
         )
     model = (model if model is not None else build_model(factory)).eval()
-    gm, untraceable = trace(model)
+    gm, untraceable = trace(model, len(input_shapes))
     placeholders = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(input_shapes):
         raise ScaffoldError(

@@ -527,3 +527,267 @@ def test_unmappable_recurrent_reads_become_placeholders():
         "Bidirectional returns both directions' last steps concatenated",
     ]
     assert sum(d.code == "E205" for d in result.diagnostics) == 4
+
+
+# --- attention: nn.MultiheadAttention, nn.TransformerEncoder(Layer), BertModel --
+
+
+class Attention(nn.Module):
+    """nn.MultiheadAttention called as a module (its tuple read through [0]),
+    as self-attention and with queries other than its keys and values, and
+    one nn.TransformerEncoderLayer called on its own, all given the padding
+    mask forward() computes from a 1-for-tokens attention_mask."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 16)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.cross = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.layer = nn.TransformerEncoderLayer(
+            16, 4, 32, batch_first=True, norm_first=True, activation=nn.GELU()
+        )
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, ids, attention_mask):
+        x = self.embed(ids)
+        padding = attention_mask == 0
+        attended, _ = self.attn(x, x, x, key_padding_mask=padding, need_weights=False)
+        attended = self.cross(attended, x, x, key_padding_mask=padding)[0]
+        return self.head(self.layer(x + attended, src_key_padding_mask=padding))
+
+
+class BertClassifier(nn.Module):
+    """A BertModel inside a model: its ModelOutput read by attribute."""
+
+    def __init__(self):
+        super().__init__()
+        from examples.sequence import bert_small
+
+        self.bert = bert_small()
+        self.classifier = nn.Linear(128, 3)
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        out = self.bert(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        )
+        return self.classifier(out.pooler_output)
+
+
+class AttentionMisuse(nn.Module):
+    """Attention calls scaffold cannot map, each for a reason it names."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.inverted = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.causal = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.weights = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, ids, attention_mask):
+        x = self.embed(ids)
+        # True for tokens: the inverse of what key_padding_mask means.
+        a, _ = self.inverted(x, x, x, key_padding_mask=attention_mask == 1)
+        causal = torch.ones(6, 6, dtype=torch.bool).triu(1)
+        b, _ = self.causal(x, x, x, attn_mask=causal)
+        _, w = self.weights(x, x, x)
+        return a + b, w
+
+
+def _draft_tokens(factory, inputs, model=None):
+    """Draft a model of `inputs` int64 (4, 16) inputs; assert it drafts whole."""
+    result = scaffold.draft(
+        factory, [(4, 16)] * inputs, ["int64"], model=model, path="draft.yaml"
+    )
+    assert result.unmapped == ()
+    assert result.diagnostics == ()
+    return result
+
+
+def _token_inputs(names, vocab, seed=5):
+    """Token ids with padding (id 0, mask 0) in every row but the first, and,
+    for BERT, two segments."""
+    ids, mask = parity.random_tokens(4, 16, vocab, seed=seed)
+    assert (mask == 0).any()  # padded positions are part of the comparison
+    arrays = [ids, mask, np.broadcast_to(np.arange(16) >= 8, ids.shape) * 1]
+    return {name: np.ascontiguousarray(a) for name, a in zip(names, arrays)}
+
+
+def _assert_sequence_parity(torch_model, keras_model, inputs, outputs):
+    """Compare each PyTorch output with the Keras output of that name; return
+    the Keras outputs with the mask all ones, to show the mask is applied."""
+    with torch.no_grad():
+        result = torch_model(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+    if isinstance(result, torch.Tensor):
+        result = (result,)
+    elif isinstance(result, dict):  # a ModelOutput: its tensors, in order
+        result = tuple(result.values())
+    actual = _keras_outputs(keras_model, inputs, outputs)
+    for expected, name in zip(result, outputs):
+        expected = expected.numpy()
+        error = parity.max_abs_error(expected, actual[name])
+        scale = max(1.0, float(np.abs(expected).max()))
+        print(f"{name}: max abs error {error:.3g}, max |output| {scale:.3g}")
+        assert np.abs(expected).max() > 0.01
+        assert error <= 1e-4 * scale, name
+    unmasked = dict(inputs, attention_mask=np.ones_like(inputs["attention_mask"]))
+    return actual, _keras_outputs(keras_model, unmasked, outputs)
+
+
+def _keras_outputs(keras_model, inputs, outputs):
+    """The Keras model's outputs by the spec's output names."""
+    actual = parity.keras_sequence_output(keras_model, inputs)
+    return actual if isinstance(actual, dict) else {outputs[0]: actual}
+
+
+ENCODERS = [
+    ("examples.sequence:TransformerEncoderModel", ["ids", "attention_mask"], None),
+    (
+        "examples.sequence:transformer_encoder_prenorm",
+        ["ids", "attention_mask"],
+        None,
+    ),
+    ("tests.test_scaffold:Attention", ["ids", "attention_mask"], Attention),
+    (
+        "examples.sequence:bert_small",
+        ["input_ids", "attention_mask", "token_type_ids"],
+        None,
+    ),
+    (
+        "tests.test_scaffold:BertClassifier",
+        ["input_ids", "attention_mask", "token_type_ids"],
+        BertClassifier,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "factory, names, model", ENCODERS, ids=[e[0].split(":")[1] for e in ENCODERS]
+)
+def test_attention_models_match_pytorch(factory, names, model, tmp_path):
+    """Transformer encoders and BERT on int64 token ids with padding: the draft
+    compiles as written, and converts a seeded random checkpoint that matches
+    PyTorch within 1e-4 relative, padded positions included."""
+    torch_model = model().eval() if model else parity.build(factory)
+    result = _draft_tokens(factory, len(names), torch_model)
+    assert [line.split(":")[0].strip() for line in _input_lines(result.text)] == names
+    outputs = _yaml_list(result.text, "outputs: ")
+    keras_model = convert(tmp_path, result.text, torch_model, "attention")
+    vocab = 50 if model is Attention else 1000
+    inputs = _token_inputs(names, vocab)
+    masked, unmasked = _assert_sequence_parity(
+        torch_model, keras_model, inputs, outputs
+    )
+    # The mask reaches every attention layer: without it the outputs change.
+    first = outputs[0]
+    assert parity.max_abs_error(masked[first], unmasked[first]) > 1e-2
+
+
+def _input_lines(text):
+    lines = text.splitlines()
+    start, end = lines.index("inputs:"), lines.index("layers:")
+    return [line for line in lines[start + 1 : end] if not line.startswith("  #")]
+
+
+def _yaml_list(text, prefix):
+    (line,) = [line for line in text.splitlines() if line.startswith(prefix)]
+    return line[len(prefix) :].strip("[]").split(", ")
+
+
+def test_attention_drafts_read_like_the_hand_written_specs():
+    encoder = _draft_tokens("examples.sequence:TransformerEncoderModel", 2).text
+    lines = encoder.splitlines()
+    # The padding mask forward() computes (attention_mask == 0) is the inverse
+    # of Keras's: the Keras mask is the input itself, reshaped.
+    assert (
+        "  - {name: mask, keras: Reshape, inputs: [attention_mask], args: "
+        "{target_shape: [1, 16]}}" in lines
+    )
+    assert (
+        "  - {name: encoder_layers_1_self_attn, keras: MultiHeadAttention, torch: "
+        "encoder.layers.1.self_attn, inputs: [encoder_layers_0_norm2, "
+        "encoder_layers_0_norm2, mask], args: {num_heads: 4, key_dim: 16, "
+        "attention_mask: true}}" in lines
+    )
+    prenorm = _draft_tokens("examples.sequence:transformer_encoder_prenorm", 2).text
+    layers = [
+        line.split(",")[0]
+        for line in prenorm.splitlines()
+        if line.startswith("  - {name: encoder_layers_0_")
+    ]
+    assert [line.rpartition("_layers_0_")[2] for line in layers] == [
+        "norm1",
+        "self_attn",
+        "add1",
+        "norm2",
+        "linear1",
+        "activation",
+        "linear2",
+        "add2",
+    ]
+    assert (
+        "encoder_layers_0_activation, keras: Activation, args: {activation: gelu}"
+        in prenorm
+    )
+    bert = _draft_tokens("examples.sequence:bert_small", 3).text
+    assert _yaml_list(bert, "outputs: ") == [
+        "encoder_layer_1_output_LayerNorm",
+        "pooler",
+    ]
+    for line in [
+        "  - {name: embeddings_position_embeddings, keras: PositionEmbedding, torch: "
+        "embeddings.position_embeddings, inputs: [input_ids], args: {input_dim: 64, "
+        "output_dim: 128}}",
+        "      query/kernel: {from: encoder.layer.0.attention.self.query.weight, "
+        "transform: [transpose, {split_axis: [1, 2]}]}",
+        "  - {name: pooler_first_token, keras: Cropping1D, args: {cropping: [0, 15]}}",
+        "  - {name: embeddings_LayerNorm, keras: LayerNormalization, torch: "
+        "embeddings.LayerNorm, args: {epsilon: 1e-12}}",
+    ]:
+        assert line in bert.splitlines()
+
+
+def test_unmappable_attention_calls_become_placeholders():
+    result = scaffold.draft(
+        "tests.test_scaffold:AttentionMisuse",
+        [(2, 6), (2, 6)],
+        ["int64"],
+        model=AttentionMisuse(),
+        path="draft.yaml",
+    )
+    why = {line.partition(":")[0]: line for line in result.unmapped}
+    assert (
+        "on a 0/1 attention_mask its mask is not True (or -inf) where input "
+        in (why["inverted"])
+    )
+    assert "it is given attn_mask" in why["causal"]
+    assert "it reads the attention weights" in why["weights_getitem"]
+    # The attention whose output is read is still drafted, paired.
+    assert "torch: weights, inputs: [embed, embed]" in result.text
+    assert sum(d.code == "E205" for d in result.diagnostics) == len(result.unmapped)
+    # What reads an unmapped attention call reads its one placeholder.
+    assert "  - {name: add, keras: Add, inputs: [inverted, causal]}" in result.text
+
+
+def test_bert_without_token_type_ids_is_a_placeholder_that_says_why():
+    class NoTypes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            from examples.sequence import bert_small
+
+            self.bert = bert_small()
+
+        def forward(self, input_ids, attention_mask):
+            return self.bert(input_ids, attention_mask=attention_mask)[0]
+
+    result = scaffold.draft(
+        "tests:NoTypes", [(2, 16), (2, 16)], ["int64"], model=NoTypes(), path="d.yaml"
+    )
+    assert len(result.unmapped) == 1
+    assert result.unmapped[0].startswith(
+        "bert: module bert (transformers.models.bert.modeling_bert.BertModel): "
+        "token_type_ids is not given"
+    )
+    # Its keys stay with the placeholder's hand mapping: none goes to ignore:.
+    assert "ignore:" not in result.text
+    # What forward() reads of its result reads the placeholder.
+    assert result.text.endswith("outputs: [bert]\n")

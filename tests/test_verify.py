@@ -537,16 +537,27 @@ def test_verify_passes_on_sequence_specs(name, factory, tmp_path, capsys):
         ("torchvision.models:resnet18", "1,3,224,224", "float32"),
         ("torchvision.models:mobilenet_v2", "1,3,224,224", "float32"),
         ("examples.sequence:GRUClassifier", "4,16", "int64"),
+        # Token ids and attention_mask (and token_type_ids): one shape each.
+        ("examples.sequence:TransformerEncoderModel", "4,16 4,16", "int64"),
+        ("examples.sequence:bert_small", "4,16 4,16 4,16", "int64"),
     ],
-    ids=["seed_cnn", "resnet18", "mobilenet_v2", "gru_classifier"],
+    ids=[
+        "seed_cnn",
+        "resnet18",
+        "mobilenet_v2",
+        "gru_classifier",
+        "transformer_encoder",
+        "bert_small",
+    ],
 )
 def test_scaffold_then_compile_then_verify(factory, shape, dtype, tmp_path, capsys):
     """The authoring workflow through the CLI, with zero hand edits."""
+    shapes = [arg for s in shape.split() for arg in ("--input-shape", s)]
     project = tmp_path / "project"
     (project / "specs").mkdir(parents=True)
     (project / "pyproject.toml").write_text("")
     spec = project / "specs" / "drafted.yaml"
-    draft = ["scaffold", factory, "--input-shape", shape, "--input-dtype", dtype]
+    draft = ["scaffold", factory, *shapes, "--input-dtype", dtype]
     assert cli.main([*draft, "-o", str(spec)]) == 0
     assert cli.main(["compile", str(spec)]) == 0
     assert (project / "generated" / "drafted.py").is_file()
@@ -559,8 +570,7 @@ def test_scaffold_then_compile_then_verify(factory, shape, dtype, tmp_path, caps
         checkpoint,
         "--model",
         factory,
-        "--input-shape",
-        shape,
+        *shapes,
     )
     assert status == 0, out + err
     rows = _table_rows(out)

@@ -54,21 +54,24 @@ def max_abs_error(expected, actual) -> float:
     return float(np.max(np.abs(expected - actual), initial=0.0))
 
 
-def graph_op_counts(tf_function, input_shape, dtype: str = "float32") -> Counter:
-    """Op types in the TensorFlow graph that `tf_function` traces for one input
-    of `dtype` (int64 for token ids).
-
-    Counts the top-level graph and every function in its library, so a
-    transpose hidden in a nested function is counted too.
+def graph_nodes(tf_function, input_shape, dtype: str = "float32") -> list:
+    """The nodes of the TensorFlow graph that `tf_function` traces for one input
+    of `dtype` (int64 for token ids): the top-level graph's and those of every
+    function in its library, so a transpose hidden in a nested function counts.
     """
     import tensorflow as tf
 
     concrete = tf_function.get_concrete_function(tf.TensorSpec(input_shape, dtype))
     graph_def = concrete.graph.as_graph_def()
-    counts = Counter(node.op for node in graph_def.node)
+    nodes = list(graph_def.node)
     for function in graph_def.library.function:
-        counts.update(node.op for node in function.node_def)
-    return counts
+        nodes += function.node_def
+    return nodes
+
+
+def graph_op_counts(tf_function, input_shape, dtype: str = "float32") -> Counter:
+    """Op types in the graph of graph_nodes(), with their counts."""
+    return Counter(node.op for node in graph_nodes(tf_function, input_shape, dtype))
 
 
 def latency_ms(call: Callable[[], object], repetitions: int) -> list[float]:

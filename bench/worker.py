@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 START = time.perf_counter()  # before the heavy imports: `import_s` counts them
@@ -36,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from bench.common import (  # noqa: E402
     ROOT,
     channels_last,
-    graph_op_counts,
+    graph_nodes,
     latency_ms,
     max_abs_error,
     peak_rss_mb,
@@ -293,8 +295,23 @@ def latency_ours(name: str) -> None:
 
     def finish() -> dict:
         x1 = channels_last(data["x1"])
-        ops = graph_op_counts(ours, (1, *x1.shape[1:]), x1.dtype.name)
+        nodes = graph_nodes(ours, (1, *x1.shape[1:]), x1.dtype.name)
+        ops = Counter(node.op for node in nodes)
         layers = [type(layer).__name__ for layer in keras_model.layers]
+        # Keras's own RNN loop swaps batch and time axes (tf.transpose) in and
+        # out: Transpose ops inside a recurrent layer's name scope, not layout.
+        recurrent = [
+            re.escape(layer.name)
+            for layer in keras_model.layers
+            if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
+        ]
+        inside = re.compile(rf"(.*/)?({'|'.join(recurrent)})(_\d+)?/.*")
+        recurrent_transposes = sum(
+            node.op in ("Transpose", "ConjugateTranspose")
+            and bool(recurrent)
+            and inside.fullmatch(node.name) is not None
+            for node in nodes
+        )
         # TensorFlow's fixed cost of one tf.function call and .numpy() on the
         # batch-1 input, with no model: what no TensorFlow model can go below.
         empty = tf.function(lambda x: x + 0)
@@ -304,6 +321,7 @@ def latency_ours(name: str) -> None:
             "tf_call_floor_ms": floor,
             "max_abs_error": max_abs_error(data["y8"], ours(inputs["x8"])),
             "transpose_ops": ops["Transpose"] + ops["ConjugateTranspose"],
+            "recurrent_transpose_ops": recurrent_transposes,
             "graph_ops": sum(ops.values()),
             "top_ops": ops.most_common(8),
             "transpose_layers": layers.count("Permute"),  # Keras 3 has no TFOpLambda

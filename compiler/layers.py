@@ -841,6 +841,9 @@ class RNNArgs(Args):
     units: PositiveInt
     return_sequences: StrictBool = False
     use_bias: StrictBool = True
+    # Keras's unroll: the same numbers without a while loop, faster on a short,
+    # fixed sequence length (the bench's GRU: 16 steps); memory grows with it.
+    unroll: StrictBool = False
     # Which layer of a multi-layer PyTorch LSTM/GRU (num_layers > 1) this Keras
     # layer is: it reads the keys weight_ih_l{torch_layer}, ... One Keras layer
     # per PyTorch layer, each feeding the next with return_sequences: true.

@@ -74,7 +74,7 @@ def test_wrong_gru_gate_order_is_caught_by_parity(tmp_path):
     )
     text = _spec_with(
         "gru_classifier",
-        "  - {name: gru, keras: GRU, torch: gru, args: {units: 64}}",
+        "  - {name: gru, keras: GRU, torch: gru, args: {units: 64, unroll: true}}",
         naive_gru.rstrip("\n"),
     )
     naive = compile_inline(tmp_path, text, name="gru_classifier")

@@ -16,7 +16,7 @@ import struct
 import sys
 import zipfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
@@ -141,6 +141,16 @@ def _safetensors(path: Path) -> list[Tensor]:
     return tensors
 
 
+def _unique_keys(pairs: list) -> dict:
+    """JSON object hook: a plain dict would silently keep the last duplicate."""
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"names {key!r} twice")
+        result[key] = value
+    return result
+
+
 def _safetensors_index(path: Path) -> list[Tensor]:
     """Every shard's header, each tensor checked to be where the index says.
 
@@ -155,21 +165,27 @@ def _safetensors_index(path: Path) -> list[Tensor]:
     if path.stat().st_size > MAX_HEADER_BYTES:
         raise bad("too large for an index (not an index file?)")
     try:
-        index = json.loads(path.read_bytes())
+        index = json.loads(path.read_bytes(), object_pairs_hook=_unique_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad(f"not valid JSON ({exc})") from None
+    except ValueError as exc:  # from _unique_keys, as the generated reader refuses
+        raise bad(f"the index {exc}") from None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
         raise bad('expected a JSON object with a "weight_map" object')
-    folder = path.resolve().parent
+    # As the generated reader does: names checked as written, links followed
+    # (a Hugging Face cache links the index and shards into a blob folder).
+    folder = path.absolute().parent
     shards: dict[Path, tuple[str, set[str]]] = {}
     for name, shard in weight_map.items():
         entry = f"weight_map entry {name!r}: {shard!r}"
         if not isinstance(shard, str) or not shard.lower().endswith(".safetensors"):
             raise bad(f"{entry} is not a .safetensors file name")
-        file = (folder / shard).resolve()
-        if folder not in file.parents:
-            raise bad(f"{entry} leads to {file}, outside the index's folder")
+        if Path(shard).is_absolute() or PureWindowsPath(shard).anchor:
+            raise bad(f"{entry} is an absolute path; shards lie beside it")
+        if ".." in PureWindowsPath(shard).parts:
+            raise bad(f"{entry} leads out of the index's folder")
+        file = folder / shard
         if not file.is_file():
             raise bad(f"{entry}: no such file in {folder}")
         shards.setdefault(file, (shard, set()))[1].add(name)

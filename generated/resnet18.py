@@ -337,9 +337,10 @@ def _fold_batchnorm(kernel, bias, gamma, beta, mean, variance, epsilon, channel_
     """A layer's kernel and bias with the inference BatchNormalization after it
     folded in: BN(x @ kernel + bias) = x @ (kernel * scale) + (bias - mean) *
     scale + beta, with scale = gamma / sqrt(variance + epsilon) per output
-    channel (the kernel's last `channel_axes` axes). Computed in float64;
-    assign() rounds once to the weight's dtype. A missing gamma is 1, a missing
-    beta or bias 0.
+    channel (the kernel's last `channel_axes` axes). The per-channel vectors are
+    computed in float64; the kernel is scaled in its own dtype, so a large
+    kernel is not held in float64 too. A missing gamma is 1, a missing beta or
+    bias 0.
     """
     scale = 1.0 / np.sqrt(variance.astype(np.float64) + epsilon)
     if gamma is not None:
@@ -347,7 +348,8 @@ def _fold_batchnorm(kernel, bias, gamma, beta, mean, variance, epsilon, channel_
     shift = -mean * scale if bias is None else (bias - mean) * scale
     if beta is not None:
         shift = shift + beta
-    return kernel * scale.reshape(kernel.shape[-channel_axes:]), shift
+    scale = scale.astype(kernel.dtype).reshape(kernel.shape[-channel_axes:])
+    return kernel * scale, shift
 
 
 @keras.saving.register_keras_serializable(package="torch2keras")
@@ -973,7 +975,9 @@ def _read_safetensors_index(path: Path) -> _MappedTensors:
     weight_map = index["weight_map"]
     if not weight_map:
         raise _bad_index(path, "the weight_map lists no tensors")
-    folder = path.resolve().parent
+    # Not resolved: in a Hugging Face cache the index and the shards are links
+    # into a blob folder, and the shard names are relative to the links.
+    folder = path.absolute().parent
     shards = {}  # shard file -> (its name in the index, the tensors listed in it)
     for name, shard in weight_map.items():
         file = _shard_file(path, folder, name, shard)
@@ -1001,15 +1005,14 @@ def _shard_file(path: Path, folder: Path, name: str, shard) -> Path:
     entry = f"weight_map entry {name!r}: {shard!r}"
     if not isinstance(shard, str) or not shard.lower().endswith(".safetensors"):
         raise _bad_index(path, f"{entry} is not a .safetensors file name")
-    # Checked as written (absolute on any system, or climbing out), then where
-    # it leads: a symbolic link in the folder may point anywhere.
+    # Checked as written (absolute on any system, or climbing out): the index
+    # cannot point elsewhere. A symbolic link in the folder is followed, as a
+    # Hugging Face cache needs: whoever can plant one could plant the data too.
     if Path(shard).is_absolute() or PureWindowsPath(shard).anchor:
         raise _bad_index(path, f"{entry} is an absolute path; shards lie beside it")
     if ".." in PureWindowsPath(shard).parts:
         raise _bad_index(path, f"{entry} leads out of the index's folder")
-    file = (folder / shard).resolve()
-    if folder not in file.parents:
-        raise _bad_index(path, f"{entry} leads to {file}, outside the index's folder")
+    file = folder / shard
     if not file.is_file():
         raise _bad_index(path, f"{entry}: no such file in {folder}")
     return file

@@ -288,7 +288,9 @@ def _read_safetensors_index(path: Path) -> _MappedTensors:
     weight_map = index["weight_map"]
     if not weight_map:
         raise _bad_index(path, "the weight_map lists no tensors")
-    folder = path.resolve().parent
+    # Not resolved: in a Hugging Face cache the index and the shards are links
+    # into a blob folder, and the shard names are relative to the links.
+    folder = path.absolute().parent
     shards = {}  # shard file -> (its name in the index, the tensors listed in it)
     for name, shard in weight_map.items():
         file = _shard_file(path, folder, name, shard)
@@ -316,15 +318,14 @@ def _shard_file(path: Path, folder: Path, name: str, shard) -> Path:
     entry = f"weight_map entry {name!r}: {shard!r}"
     if not isinstance(shard, str) or not shard.lower().endswith(".safetensors"):
         raise _bad_index(path, f"{entry} is not a .safetensors file name")
-    # Checked as written (absolute on any system, or climbing out), then where
-    # it leads: a symbolic link in the folder may point anywhere.
+    # Checked as written (absolute on any system, or climbing out): the index
+    # cannot point elsewhere. A symbolic link in the folder is followed, as a
+    # Hugging Face cache needs: whoever can plant one could plant the data too.
     if Path(shard).is_absolute() or PureWindowsPath(shard).anchor:
         raise _bad_index(path, f"{entry} is an absolute path; shards lie beside it")
     if ".." in PureWindowsPath(shard).parts:
         raise _bad_index(path, f"{entry} leads out of the index's folder")
-    file = (folder / shard).resolve()
-    if folder not in file.parents:
-        raise _bad_index(path, f"{entry} leads to {file}, outside the index's folder")
+    file = folder / shard
     if not file.is_file():
         raise _bad_index(path, f"{entry}: no such file in {folder}")
     return file

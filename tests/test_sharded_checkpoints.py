@@ -178,17 +178,22 @@ def test_shard_path_climbing_out_is_refused(seed_linear, tmp_path, name):
     )
 
 
-def test_symlink_out_of_the_folder_is_refused(seed_linear, tmp_path):
-    outside = tmp_path / "elsewhere" / "secret.safetensors"
-    outside.parent.mkdir()
-    save_file({"fc.weight": torch.zeros(5, 10)}, str(outside))
+def test_hugging_face_cache_layout_loads(seed_linear, tmp_path):
+    """A Hugging Face cache: snapshots/<rev>/ holds links (the index's too) into
+    ../../blobs/, where the files have hash names. Shard names are read
+    relative to the index as given, and the links are followed."""
     index = _two_shards(tmp_path / "ckpt")
-    (tmp_path / "ckpt" / "a.safetensors").unlink()
-    os.symlink(outside, tmp_path / "ckpt" / "a.safetensors")
-    assert _refusal(seed_linear, index) == (
-        f"weight_map entry 'fc.weight': 'a.safetensors' leads to {outside.resolve()}, "
-        "outside the index's folder"
-    )
+    blobs, snapshot = tmp_path / "hub" / "blobs", tmp_path / "hub" / "snapshots" / "abc"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for number, file in enumerate(sorted((tmp_path / "ckpt").iterdir())):
+        file.rename(blobs / f"blob{number}")
+        os.symlink(
+            os.path.relpath(blobs / f"blob{number}", snapshot), snapshot / file.name
+        )
+    linked = snapshot / index.name
+    assert linked.is_symlink()
+    assert sorted(seed_linear.read_checkpoint(linked)) == ["fc.bias", "fc.weight"]
 
 
 def test_symlink_inside_the_folder_is_followed(seed_linear, tmp_path):
@@ -203,7 +208,7 @@ def test_symlink_inside_the_folder_is_followed(seed_linear, tmp_path):
 def test_missing_shard_is_refused(seed_linear, tmp_path):
     index = _two_shards(tmp_path / "ckpt")
     (tmp_path / "ckpt" / "b.safetensors").unlink()
-    folder = (tmp_path / "ckpt").resolve()
+    folder = (tmp_path / "ckpt").absolute()
     assert _refusal(seed_linear, index) == (
         f"weight_map entry 'fc.bias': 'b.safetensors': no such file in {folder}"
     )

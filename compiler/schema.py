@@ -447,6 +447,25 @@ def validate(doc: Document) -> Spec:
         raise SpecError(found) from None
 
 
+# Keywords whose value is a schema, or a list of schemas, for a part of the value.
+_SUBSCHEMAS = ("items", "prefixItems", "anyOf", "oneOf", "allOf")
+
+
+def _or_param(node: dict, param: dict) -> dict:
+    """`node`, with a `$param` string allowed in its place and in place of any
+    part of it (block parameters are substituted at any depth: `[$k, $k]`)."""
+    node = dict(node)
+    for part_of in _SUBSCHEMAS:
+        if isinstance(node.get(part_of), dict):
+            node[part_of] = _or_param(node[part_of], param)
+        elif isinstance(node.get(part_of), list):
+            node[part_of] = [_or_param(part, param) for part in node[part_of]]
+    annotations = {
+        k: node.pop(k) for k in ("title", "default", "description") if k in node
+    }
+    return {**annotations, "anyOf": [node, param]}
+
+
 def json_schema() -> dict:
     """The spec language as JSON Schema, for editors to validate and complete.
 
@@ -467,9 +486,7 @@ def json_schema() -> dict:
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                key: {**value, "anyOf": [{"anyOf": value.pop("anyOf")}, param]}
-                if "anyOf" in value
-                else {"anyOf": [value, param]}
+                key: _or_param(value, param)
                 for key, value in args.get("properties", {}).items()
             },
         }

@@ -136,7 +136,13 @@ def test_json_schema_lets_block_arguments_be_parameters():
     data = load.load(SPECS / "resnet18.yaml").data
     conv = data["blocks"]["basic"]["layers"][1]
     assert conv["args"]["filters"] == "$filters" and _schema_errors(data) == []
+    # Parameters are substituted at any depth: inside a list too.
+    conv["args"]["kernel_size"] = ["$k", "$k"]
+    assert _schema_errors(data) == []
     conv["args"]["filters"] = "$not a parameter"
+    assert _schema_errors(data) != []
+    conv["args"]["filters"] = 64
+    conv["args"]["kernel_size"] = ["$k", "three"]
     assert _schema_errors(data) != []
 
 

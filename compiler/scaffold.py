@@ -49,8 +49,9 @@ and mask builders that change between PyTorch and transformers releases,
 while their submodules and configuration (norm_first, activation, heads,
 eps) are the stable contract, and a whole-module expansion maps every key by
 construction. The padding mask is the one piece of forward() code between
-modules that must be understood: its ops are run on a 0/1 input and must
-give PyTorch's key padding mask (True where the input is 0) or, for BERT,
+modules that must be understood: its ops are run on a 0/1 input (0..3 if it
+is an integer input, which may be token ids) and must give PyTorch's key
+padding mask (True where the input is 0) or, for BERT,
 the input's own 1-for-tokens meaning, which is Keras's attention_mask=
 (_Drafter.mask_source). What is checked is what the ops compute, not how.
 
@@ -1579,7 +1580,8 @@ class _Drafter:
 
     def mask_source(self, node: fx.Node, meaning: str) -> fx.Node:
         """The input a mask is computed from, checked by running the ops in
-        between on a 0/1 mask: what they compute is checked, not how."""
+        between on a 0/1 mask (0..3 for integers): what they compute is checked,
+        not how."""
         ancestors, stack = set(), [node]
         while stack:
             n = stack.pop()
@@ -1602,16 +1604,23 @@ class _Drafter:
             if n in ancestors:
                 env[n] = graph.node_copy(n, env.__getitem__)
         graph.output(env[node])
+        # The Keras mask is the input itself, nonzero where a key is attended.
+        # An integer input may be the token ids (`ids == 0` as the padding
+        # mask), so it gets other nonzero values than 1 too: `ids == 1` or
+        # `ids != 2` would pass a 0/1 check and mask the wrong keys.
+        integer = not (meta.dtype.is_floating_point or meta.dtype == torch.bool)
+        high, what = (4, "0..3") if integer else (2, "0/1")
         generator = torch.Generator().manual_seed(0)
-        tokens = torch.randint(0, 2, tuple(meta.shape), generator=generator) == 1
-        tokens[:, 0] = True  # both values occur
-        tokens[:, -1] = meta.shape[1] == 1
+        values = torch.randint(0, high, tuple(meta.shape), generator=generator)
+        values[:, 0] = high - 1  # zero and nonzero both occur
+        values[:, -1] = high - 1 if meta.shape[1] == 1 else 0
+        tokens = values != 0
         try:
             with torch.no_grad():
-                mask = fx.GraphModule(self.gm, graph)(tokens.to(meta.dtype))
+                mask = fx.GraphModule(self.gm, graph)(values.to(meta.dtype))
         except Exception as exc:
             raise _Unmappable(
-                f"computing its mask from a 0/1 input failed ({type(exc).__name__})"
+                f"computing its mask from a {what} input failed ({type(exc).__name__})"
             ) from None
         same_shape = isinstance(mask, torch.Tensor) and mask.shape == tokens.shape
         if meaning == "attend":
@@ -1632,8 +1641,8 @@ class _Drafter:
                 f"`{sources[0].target} == 0` gives"
             )
         raise _Unmappable(
-            f"on a 0/1 {sources[0].target} its mask is not {wanted}; Keras's "
-            "attention_mask= is 1 where a key is attended"
+            f"on a {what} {sources[0].target} its mask is not {wanted}; Keras's "
+            "attention_mask= is nonzero where a key is attended"
         )
 
     def multi_head_attention(
@@ -1815,9 +1824,21 @@ class _Drafter:
         (word + position + token type, LayerNorm), one block per BertLayer,
         the pooler; its ModelOutput's last_hidden_state and pooler_output."""
         config = m.config
-        for name in ("inputs_embeds", "position_ids", "encoder_hidden_states"):
-            if arguments.get(name) is not None:
-                raise _Unmappable(f"it is given {name}; scaffold maps input_ids")
+        # Anything else given (head_mask, position_ids, inputs_embeds, a cache,
+        # encoder states...) changes what BertModel computes: refused, by name.
+        mapped = {"input_ids", "attention_mask", "token_type_ids", "return_dict"}
+        given = {}
+        for name, value in arguments.items():
+            if isinstance(value, dict):  # **kwargs
+                given.update(value)
+            elif name not in mapped:
+                given[name] = value
+        for name, value in given.items():
+            if value is not None and value is not False and name != "return_dict":
+                raise _Unmappable(
+                    f"it is given {name}; scaffold maps input_ids, attention_mask "
+                    "and token_type_ids"
+                )
         if config.is_decoder:
             raise _Unmappable("it is a decoder (causal attention)")
         if getattr(config, "position_embedding_type", "absolute") != "absolute":
@@ -1946,7 +1967,9 @@ class _Drafter:
         + LayerNorm. BERT keeps query, key and value as separate Linear layers,
         so the MultiHeadAttention's weights are mapped explicitly."""
         attention = m.attention.self
-        if type(attention).__name__ != "BertSelfAttention":
+        # By class name, as transformers is not imported here; its subclasses
+        # (4.4x's BertSdpaSelfAttention) hold the same weights and compute the same.
+        if "BertSelfAttention" not in {cls.__name__ for cls in type(attention).__mro__}:
             raise _Unmappable(
                 f"{prefix}.attention.self is a {type(attention).__name__}, not "
                 "BertSelfAttention"

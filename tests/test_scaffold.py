@@ -746,6 +746,31 @@ def test_attention_drafts_read_like_the_hand_written_specs():
         assert line in bert.splitlines()
 
 
+class PadOne(nn.Module):
+    """RoBERTa-style padding id 1: `ids == 1` is its padding mask. On 0/1 ids it
+    looks like `ids == 0` inverted twice over; Keras would mask id 0 instead."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        return self.attention(x, x, x, key_padding_mask=ids == 1)[0]
+
+
+def test_a_padding_id_other_than_zero_is_a_placeholder():
+    result = scaffold.draft(
+        "tests:PadOne", [(2, 6)], ["int64"], model=PadOne(), path="draft.yaml"
+    )
+    assert len(result.unmapped) == 1
+    assert (
+        "on a 0..3 ids its mask is not True (or -inf) where input ids is 0"
+        in result.unmapped[0]
+    )
+
+
 def test_unmappable_attention_calls_become_placeholders():
     result = scaffold.draft(
         "tests.test_scaffold:AttentionMisuse",
@@ -756,7 +781,7 @@ def test_unmappable_attention_calls_become_placeholders():
     )
     why = {line.partition(":")[0]: line for line in result.unmapped}
     assert (
-        "on a 0/1 attention_mask its mask is not True (or -inf) where input "
+        "on a 0..3 attention_mask its mask is not True (or -inf) where input "
         in (why["inverted"])
     )
     assert "it is given attn_mask" in why["causal"]
@@ -766,6 +791,37 @@ def test_unmappable_attention_calls_become_placeholders():
     assert sum(d.code == "E205" for d in result.diagnostics) == len(result.unmapped)
     # What reads an unmapped attention call reads its one placeholder.
     assert "  - {name: add, keras: Add, inputs: [inverted, causal]}" in result.text
+
+
+def test_bert_given_position_ids_is_a_placeholder_that_says_why():
+    """Any argument besides ids, mask and token types changes what BertModel
+    computes (position_ids, head_mask, ...): refused by name, never ignored."""
+
+    class Positions(nn.Module):
+        def __init__(self):
+            super().__init__()
+            from examples.sequence import bert_small
+
+            self.bert = bert_small()
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            positions = torch.zeros_like(input_ids)  # every token at position 0
+            return self.bert(
+                input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                position_ids=positions,
+            )[0]
+
+    result = scaffold.draft(
+        "tests:Positions", [(2, 16)] * 3, ["int64"], model=Positions(), path="d.yaml"
+    )
+    # (torch.zeros_like is a placeholder of its own.)
+    assert (
+        "bert: module bert (transformers.models.bert.modeling_bert.BertModel): "
+        "it is given position_ids; scaffold maps input_ids, attention_mask and "
+        "token_type_ids"
+    ) in result.unmapped
 
 
 def test_bert_without_token_type_ids_is_a_placeholder_that_says_why():

@@ -671,7 +671,7 @@ def targets(s: dict) -> list[str]:
     if in_loops and counts[0] is not None:
         counts[0] -= in_loops
         detail += (
-            f"; the {in_loops} Transpose ops are Keras's RNN loop's batch/time swap"
+            f"; {in_loops} of the Transpose ops are Keras's RNN loop's batch/time swap"
         )
     cells.append(verdict(None if None in counts else not any(counts), detail))
     return cells

@@ -89,6 +89,44 @@ def test_folded_model_matches_pytorch_and_has_no_batchnorm(tmp_path):
     assert kept_kinds.count("BatchNormalization") == 4
 
 
+class SequenceBN(nn.Module):
+    """A grouped Conv1d and a Dense on (steps, features), each with a BN."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(4, 6, 3, padding=1, groups=2)
+        self.bn = nn.BatchNorm1d(6)
+        self.fc = nn.Linear(6, 5)
+        self.fc_bn = nn.BatchNorm1d(5)
+
+    def forward(self, x):  # (N, 4, 7)
+        x = torch.relu(self.bn(self.conv(x))).transpose(1, 2)  # (N, 7, 6)
+        y = self.fc(x)
+        return self.fc_bn(y.transpose(1, 2))  # (N, 5, 7): Keras's (N, 7, 5)
+
+
+def test_grouped_conv1d_and_dense_on_a_sequence_fold_exactly(tmp_path):
+    text = """\
+        spec: 1
+        name: seqbn
+        fold_batchnorm: true
+        inputs:
+          x: {shape: [7, 4]}
+        layers:
+          - {name: conv, keras: Conv1D, torch: conv, args: {filters: 6, kernel_size: 3, padding: same, groups: 2}}
+          - {name: bn, keras: BatchNormalization, torch: bn}
+          - {name: relu, keras: ReLU}
+          - {name: fc, keras: Dense, torch: fc, args: {units: 5}}
+          - {name: fc_bn, keras: BatchNormalization, torch: fc_bn}
+        outputs: [fc_bn]
+        """
+    model = SequenceBN()
+    result = compare(tmp_path, text, model, (2, 4, 7))
+    kinds = [layer.keras for layer in result.generated.module.layers]
+    assert kinds == ["Conv1D", "ReLU", "Dense"]
+    assert result.error <= EXACT * abs(result.expected).max()
+
+
 def test_a_wrong_epsilon_still_shows_after_folding(tmp_path):
     """The control: the folded weights depend on the spec's epsilon, so a wrong
     one is measurably wrong on the same input (the test above can fail)."""

@@ -454,13 +454,14 @@ def banner(load: tuple[float, float] | None) -> list[str]:
     else:
         during = [
             "> engineers were using for test runs at the same time (*background load*",
-            "> below). Absolute times move with that load.",
+            "> below). Absolute times move with that load: re-run it on a quiet",
+            "> machine before quoting them.",
         ]
     return [
         "> **Shared machine.** Measured on a development machine that other",
         *during,
         "> The ratios, taken within one run with the sides interleaved, are the",
-        "> meaningful part. The lead will re-run this on a quiet machine.",
+        "> meaningful part.",
     ]
 
 

@@ -67,8 +67,8 @@ a token and 0 for padding, or none; not with attn_mask, is_causal, separate
 kdim/vdim projections, add_bias_kv or the attention weights read. Attention
 written as functions (F.scaled_dot_product_attention, matmul + softmax) is
 not recognised: its ops become placeholders. Of Hugging Face models only
-BertModel (absolute positions, encoder, token_type_ids given, no
-position_ids) is drafted. Repeated structure is not folded into blocks.
+BertModel (absolute positions, encoder, no position_ids or head_mask; without
+token_type_ids, type 0's row is added to the position table) is drafted. Repeated structure is not folded into blocks.
 
 This module imports torch (through frameworks.import_torch_first), never keras.
 """
@@ -679,6 +679,7 @@ class _Drafter:
         self.values: dict[fx.Node, Tensor | None] = {}
         self.unmapped: list[str] = []
         self.used_modules: set[str] = set()  # modules and attributes forward() read
+        self.pruned_keys: set[str] = set()  # keys of drafted layers no output reads
         self.batch: int | None = None
         # verify compares a module's last call: a weightless module called more
         # than once is paired on its last call only.
@@ -712,6 +713,36 @@ class _Drafter:
                 self.values[node] = None
             elif node.op != "placeholder":
                 self.values[node] = self.node(node)
+
+    def prune(self, model: nn.Module) -> None:
+        """Drop the layers no output reads: parts of a module drafted whole that
+        forward() never uses (BERT's pooler when only last_hidden_state is
+        read). Keras would leave them out of the model, and their weights would
+        have nowhere to go; their PyTorch keys go to ignore: instead."""
+        by_name = {layer.name: layer for layer in self.layers}
+        # Placeholders stay, read or not: each is a finding the user must see.
+        placeholders = [n for n, layer in by_name.items() if _is_placeholder(layer)]
+        live, stack = set(), [*self.outputs, *placeholders]
+        while stack:
+            name = stack.pop()
+            if name in by_name and name not in live:
+                live.add(name)
+                stack.extend(by_name[name].inputs)
+
+        def keys(layer: Layer) -> set[str]:
+            found = set()
+            if layer.torch:
+                module = model.get_submodule(layer.torch)
+                found.update(f"{layer.torch}.{key}" for key in module.state_dict())
+            for mapping in (layer.weights or {}).values():
+                sources = mapping["from"]
+                found.update([sources] if isinstance(sources, str) else sources)
+            return found
+
+        dead = [layer for layer in self.layers if layer.name not in live]
+        read = set().union(*(keys(by_name[name]) for name in live))
+        self.pruned_keys = set().union(*(keys(layer) for layer in dead)) - read
+        self.layers = [layer for layer in self.layers if layer.name in live]
 
     def input(self, node: fx.Node, dtype: str) -> None:
         shape = tuple(node.meta["tensor_meta"].shape)
@@ -1846,14 +1877,13 @@ class _Drafter:
                 f"position_embedding_type {config.position_embedding_type!r} is not "
                 "absolute"
             )
-        if arguments.get("token_type_ids") is None:
-            raise _Unmappable(
-                "token_type_ids is not given, so PyTorch adds token type 0's row "
-                "everywhere, and no Keras layer here adds a constant row: pass "
-                "token_type_ids (zeros) as an input"
-            )
         ids = self.tensor(self.values.get(arguments["input_ids"]))
-        types = self.tensor(self.values.get(arguments["token_type_ids"]))
+        given_types = arguments.get("token_type_ids") is not None
+        types = (
+            self.tensor(self.values.get(arguments["token_type_ids"]))
+            if given_types
+            else ids
+        )
         if len(ids.shape) != 1 or types.shape != ids.shape:
             raise _Unmappable(
                 f"input_ids {ids.shape} and token_type_ids {types.shape} are not "
@@ -1865,7 +1895,7 @@ class _Drafter:
         def path(name):
             return _join(prefix, name)
 
-        def embedding(keras, name, x, table):
+        def embedding(keras, name, x, table, comment=None, weights=None):
             args = {
                 "input_dim": table.num_embeddings,
                 "output_dim": table.embedding_dim,
@@ -1878,16 +1908,28 @@ class _Drafter:
                 shape=(steps, width),
                 channels_last=False,
                 base=path(name),
-                path=path(name),
-                comment=(
-                    f"position_ids = arange({steps}): the first {steps} rows of the "
-                    "table, for every example."
-                    if keras == "PositionEmbedding"
-                    else None
-                ),
+                # With weights of its own it computes more than the PyTorch
+                # module, so it is not paired with it.
+                path=None if weights else path(name),
+                weights=weights,
+                comment=comment,
             )
 
         tables = m.embeddings
+        positions = (
+            f"position_ids = arange({steps}): the first {steps} rows of the table, "
+            "for every example."
+        )
+        type_rows = tables.token_type_embeddings.num_embeddings
+        without_types = {
+            "embeddings": {
+                "from": [
+                    path("embeddings.position_embeddings.weight"),
+                    path("embeddings.token_type_embeddings.weight"),
+                ],
+                "transform": [{"add_row": [0, type_rows]}],
+            }
+        }
         parts = [
             embedding(
                 "Embedding", "embeddings.word_embeddings", ids, tables.word_embeddings
@@ -1897,14 +1939,22 @@ class _Drafter:
                 "embeddings.position_embeddings",
                 ids,
                 tables.position_embeddings,
-            ),
-            embedding(
-                "Embedding",
-                "embeddings.token_type_embeddings",
-                types,
-                tables.token_type_embeddings,
+                comment=positions
+                if given_types
+                else positions + " Called without token_type_ids, BERT adds "
+                "token type 0's row at every position: added to this table.",
+                weights=None if given_types else without_types,
             ),
         ]
+        if given_types:
+            parts.append(
+                embedding(
+                    "Embedding",
+                    "embeddings.token_type_embeddings",
+                    types,
+                    tables.token_type_embeddings,
+                )
+            )
         x = self.layer(
             None,
             "Add",
@@ -2390,6 +2440,10 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def _is_placeholder(layer: Layer) -> bool:
+    return layer.keras.startswith(schema.UNMAPPED)
+
+
 def _unused_keys(model: nn.Module, used: set[str]) -> list[str]:
     """State-dict keys of no module or attribute that forward() used."""
     unused = []
@@ -2476,6 +2530,7 @@ def draft(
 
     drafter = _Drafter(gm, untraceable)
     drafter.run(dtypes)
+    drafter.prune(model)
     text = render(
         drafter,
         name=name or default_name(factory),
@@ -2483,7 +2538,7 @@ def draft(
         model=model,
         input_shapes=input_shapes,
         command=command or command_line(factory, input_shapes, dtypes, name),
-        ignore=_unused_keys(model, drafter.used_modules),
+        ignore=_unused_keys(model, drafter.used_modules) + sorted(drafter.pruned_keys),
     )
     return Draft(text, tuple(drafter.unmapped), check(text, path))
 

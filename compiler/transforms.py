@@ -493,6 +493,60 @@ class Stack(Combine):
         return f"np.stack([{', '.join(exprs)}])"
 
 
+@dataclass(frozen=True)
+class AddRow(Combine):
+    """`from: [TABLE, ROWS]`: the table plus row `row` of ROWS (which has `rows`
+    rows), added to every row of the table. BERT called without token_type_ids
+    adds token type 0's embedding at every position: the same as a position
+    table with that row added, so no layer has to add a constant."""
+
+    name: ClassVar[str] = "add_row"
+    takes_argument: ClassVar[bool] = True
+    operator: ClassVar[bool] = True
+    row: int
+    rows: int
+
+    def __post_init__(self):
+        if not 0 <= self.row < self.rows:
+            raise TransformError(
+                f"add_row takes [row, rows] with 0 <= row < rows, got "
+                f"{[self.row, self.rows]}"
+            )
+
+    def forward_many(self, shapes: list[Shape]) -> Shape:
+        if len(shapes) != 2:
+            raise TransformError(
+                f"add_row takes two keys, [table, rows], not {len(shapes)}"
+            )
+        table, rows = shapes
+        if not table or rows != (self.rows, *table[1:]):
+            raise TransformError(
+                f"add_row {[self.row, self.rows]} needs rows of shape "
+                f"{(self.rows, *table[1:])} for a table of shape {table}, got {rows}"
+            )
+        return table
+
+    def backward_many(self, shape: Shape, count: int) -> tuple[Shape, ...]:
+        if count != 2:
+            raise TransformError(f"add_row takes two keys, [table, rows], not {count}")
+        if not shape:
+            raise TransformError("add_row cannot give a scalar")
+        return (shape, (self.rows, *shape[1:]))
+
+    def forward(self, shape: Shape) -> Shape:
+        return shape
+
+    def backward(self, shape: Shape) -> Shape:
+        return shape
+
+    def combine(self, exprs: list[str]) -> str:
+        table, rows = exprs
+        return f"{table} + {rows}[{self.row}]"
+
+    def describe(self) -> str:
+        return f"add_row {[self.row, self.rows]}"
+
+
 def check_chain(sources: int, chain: tuple[Transform, ...]) -> None:
     """Where combining and chunking transforms may stand in a chain; TransformError if not.
 
@@ -533,6 +587,7 @@ TRANSFORMS: dict[str, type[Transform]] = {
         SplitAxis,
         Sum,
         Stack,
+        AddRow,
     )
 }
 COMBINERS = tuple(name for name, t in TRANSFORMS.items() if issubclass(t, Combine))

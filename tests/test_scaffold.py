@@ -573,6 +573,19 @@ class BertClassifier(nn.Module):
         return self.classifier(out.pooler_output)
 
 
+class BertNoTypes(nn.Module):
+    """BERT called as most code calls it: ids and mask, no token_type_ids."""
+
+    def __init__(self):
+        super().__init__()
+        from examples.sequence import bert_small
+
+        self.bert = bert_small()
+
+    def forward(self, input_ids, attention_mask):
+        return self.bert(input_ids, attention_mask=attention_mask)[0]
+
+
 class AttentionMisuse(nn.Module):
     """Attention calls scaffold cannot map, each for a reason it names."""
 
@@ -657,6 +670,7 @@ ENCODERS = [
         ["input_ids", "attention_mask", "token_type_ids"],
         BertClassifier,
     ),
+    ("tests.test_scaffold:BertNoTypes", ["input_ids", "attention_mask"], BertNoTypes),
 ]
 
 
@@ -824,26 +838,20 @@ def test_bert_given_position_ids_is_a_placeholder_that_says_why():
     ) in result.unmapped
 
 
-def test_bert_without_token_type_ids_is_a_placeholder_that_says_why():
-    class NoTypes(nn.Module):
-        def __init__(self):
-            super().__init__()
-            from examples.sequence import bert_small
-
-            self.bert = bert_small()
-
-        def forward(self, input_ids, attention_mask):
-            return self.bert(input_ids, attention_mask=attention_mask)[0]
-
-    result = scaffold.draft(
-        "tests:NoTypes", [(2, 16), (2, 16)], ["int64"], model=NoTypes(), path="d.yaml"
+def test_bert_without_token_type_ids_adds_type_0_to_the_position_table():
+    """Without token_type_ids BERT adds token type 0's row at every position:
+    the draft folds it into the position table (add_row) instead of a layer.
+    (The parity test above shows the numbers agree; token type tables are
+    randomised, so a row left out would not.)"""
+    text = _draft_tokens("tests.test_scaffold:BertNoTypes", 2, BertNoTypes()).text
+    assert (
+        "      embeddings: {from: [bert.embeddings.position_embeddings.weight, "
+        "bert.embeddings.token_type_embeddings.weight], transform: "
+        "[{add_row: [0, 2]}]}" in text.splitlines()
     )
-    assert len(result.unmapped) == 1
-    assert result.unmapped[0].startswith(
-        "bert: module bert (transformers.models.bert.modeling_bert.BertModel): "
-        "token_type_ids is not given"
-    )
-    # Its keys stay with the placeholder's hand mapping: none goes to ignore:.
-    assert "ignore:" not in result.text
-    # What forward() reads of its result reads the placeholder.
-    assert result.text.endswith("outputs: [bert]\n")
+    assert "keras: Add, inputs: [bert_embeddings_word_embeddings, " in text
+    assert "token_type_embeddings, keras: Embedding" not in text
+    # forward() reads [0] alone: the pooler is not drafted (Keras would leave
+    # it out of the model), and its keys are ignored, by name.
+    assert "pooler" not in text.split("outputs:")[0].split("layers:")[1]
+    assert "  - bert.pooler.dense.weight" in text.splitlines()

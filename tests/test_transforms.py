@@ -7,6 +7,7 @@ import pytest
 
 from compiler import transforms
 from compiler.transforms import (
+    AddRow,
     Chunk,
     ConvKernel,
     Gates,
@@ -162,6 +163,24 @@ def test_combiners_render_numpy_that_combines(combiner, expected):
     np.testing.assert_array_equal(result, expected(a, b))
     assert result.shape == combiner.forward_many([a.shape, b.shape])
     assert combiner.backward_many(result.shape, 2) == (a.shape, a.shape)
+
+
+def test_add_row_adds_one_row_to_every_row_of_the_table():
+    """BERT without token_type_ids: position table + token type 0's row."""
+    table, rows = rng.standard_normal((5, 3)), rng.standard_normal((2, 3))
+    add = AddRow(0, 2)
+    expr = add.combine(['sd["positions"]', 'sd["types"]'])
+    result = eval(expr, {"np": np}, {"sd": {"positions": table, "types": rows}})  # noqa: S307
+    np.testing.assert_array_equal(result, table + rows[0])
+    assert add.backward_many((5, 3), 2) == ((5, 3), (2, 3))
+    assert add.forward_many([(5, 3), (2, 3)]) == (5, 3)
+    with pytest.raises(TransformError, match=r"needs rows of shape \(2, 3\)"):
+        add.forward_many([(5, 3), (2, 4)])
+    with pytest.raises(TransformError, match="two keys"):
+        add.backward_many((5, 3), 3)
+    with pytest.raises(TransformError, match="0 <= row < rows"):
+        transforms.parse({"add_row": [2, 2]})
+    assert transforms.parse({"add_row": [1, 2]}) == AddRow(1, 2)
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,7 @@ class _Resolver:
         self.kinds: dict[str, str] = {}  # Keras type per layer name
         self.producers: dict[str, tuple[str, ...]] = {}  # inputs per layer name
         self.lines: dict[str, int] = {}  # spec line per input/layer name
+        self.locs: dict[str, tuple] = {}  # spec location per layer name
         self.key_users: dict[str, list[_Use]] = {}  # who reads each PyTorch key
         self.context = ""  # block instance of the layer being resolved, for messages
 
@@ -101,6 +102,9 @@ class _Resolver:
                     f"{did_you_mean(name, aliases)}",
                 )
 
+        if not any(d.is_error for d in self.diagnostics):  # else it may cascade
+            self.check_reaches_an_output(layers, outputs)
+
         ignored = set(self.spec.ignore)
         for position, key in enumerate(self.spec.ignore):
             if key in self.key_users:
@@ -148,6 +152,7 @@ class _Resolver:
         self.shapes[flat.name] = None  # until inferred
         self.kinds[flat.name] = flat.keras
         self.lines[flat.name] = self.line(*loc)
+        self.locs[flat.name] = loc
         self.producers[flat.name] = flat.inputs
 
         args = self.args(flat, layer_type)
@@ -230,6 +235,27 @@ class _Resolver:
                 self.context,
             )
             return None
+
+    def check_reaches_an_output(self, layers: list[ir.Layer], outputs) -> None:
+        """A layer with weights must lead to an output: keras.Model leaves out
+        every layer no output depends on, and its weights would then have
+        nowhere to go (the loader would fail on a model built as specified)."""
+        live, stack = set(), list(outputs)
+        while stack:
+            name = stack.pop()
+            if name not in live:
+                live.add(name)
+                stack.extend(self.producers.get(name, ()))
+        for layer in layers:
+            if layer.weights and layer.name not in live:
+                self.report(
+                    self.locs[layer.name],
+                    errors.GRAPH,
+                    f"layer {layer.name!r} leads to no output, so Keras leaves it "
+                    "out of the model and its weights have nowhere to go: add it "
+                    "to outputs:, or remove it and list its PyTorch keys under "
+                    "ignore:",
+                )
 
     # --- weights -------------------------------------------------------
 

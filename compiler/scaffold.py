@@ -2415,8 +2415,14 @@ def render(
         f"summary: {_block_scalar(summary[:200])}",
         "source:",
         f"  model: {_block_scalar(factory)}",
-        "inputs:",
     ]
+    if any(layer.keras == "BatchNormalization" for layer in drafter.layers):
+        lines += [
+            "# For an inference model, fold each BatchNormalization into the conv",
+            "# before it (faster; see the README): uncomment the next line.",
+            "# fold_batchnorm: true",
+        ]
+    lines.append("inputs:")
     for input_name, shape, dtype in drafter.inputs:
         spec: dict[str, Any] = {"shape": list(shape)}
         if dtype != "float32":

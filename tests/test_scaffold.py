@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compiler import cli, parity, scaffold
+from compiler import cli, fold, load, parity, resolve, scaffold, schema
 from tests.harness import compile_inline
 
 # --- models defined here, for the rules the torchvision models do not reach ---
@@ -296,6 +296,13 @@ def test_zoo_draft_reads_like_a_hand_written_spec():
     ]
     for line in expected:
         assert line in lines
+    # A draft with BatchNorm offers fold_batchnorm, commented out; uncommented,
+    # the BN after the depthwise conv folds into it.
+    assert "# fold_batchnorm: true" in lines
+    folded = text.replace("# fold_batchnorm: true", "fold_batchnorm: true")
+    doc = load.load("zoo.yaml", folded.encode())
+    module = fold.fold_batchnorm(resolve.resolve(doc, schema.validate(doc))[0])
+    assert [layer.name for layer in module.layers if layer.folded] == ["depthwise"]
 
 
 def test_integer_ids_match_pytorch(tmp_path):

@@ -550,6 +550,8 @@ def _output_rows(module, torch_result, keras_values, atol, rtol) -> list[Row]:
     transformers ModelOutput), by position."""
     lines = {layer.name: layer.line for layer in module.layers}
     lines.update({i.name: i.line for i in module.inputs})
+    folded = [layer.folded for layer in module.layers if layer.folded]
+    lines.update({norm.name: norm.line for norm in folded})
     single = isinstance(torch_result, torch.Tensor)
     if single:
         results = [torch_result]
@@ -561,19 +563,22 @@ def _output_rows(module, torch_result, keras_values, atol, rtol) -> list[Row]:
     else:
         results = []
     rows = []
-    for index, name in enumerate(module.outputs):
+    # Rows name outputs as the spec does; the values are those of the Keras
+    # layer computing each (a block's last layer, or the conv a folded
+    # BatchNormalization output lives in).
+    for index, (name, spec_name) in enumerate(zip(module.outputs, module.output_names)):
         label = "forward()" if single else f"forward()[{index}]"
-        line = f"{module.spec_path}:{lines[name]}"
+        line = f"{module.spec_path}:{lines.get(spec_name, lines[name])}"
         result = results[index] if index < len(results) else None
         if not isinstance(result, torch.Tensor):
             note = f"forward() returned {_describe(torch_result)}, not a tensor here"
             rows.append(
-                Row("output", name, label, line, "FAIL", None, None, None, note)
+                Row("output", spec_name, label, line, "FAIL", None, None, None, note)
             )
         else:
             row = _row(
                 "output",
-                name,
+                spec_name,
                 label,
                 line,
                 _numpy(result),

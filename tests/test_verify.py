@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 
 import numpy as np
 import pytest
@@ -79,7 +80,7 @@ def test_verify_passes_on_seed_specs_and_lists_every_paired_layer(
     # One row per paired layer in graph order, then one per final output.
     assert [row[:3] for row in rows] == [
         [layer.name, layer.torch, f"specs/{name}.yaml:{layer.line}"] for layer in paired
-    ] + [[f"{out_name}", "(output)", "forward()"] for out_name in module.outputs]
+    ] + [[f"{out_name}", "(output)", "forward()"] for out_name in module.output_names]
     assert all(row[-1] == "ok" for row in rows)
     assert out.splitlines()[-1].startswith(
         f"verify: OK: {len(rows)} comparisons within tolerance"
@@ -262,6 +263,25 @@ def test_wrong_epsilon_of_a_folded_batchnorm_is_named(tmp_path, capsys):
         f"first divergence: layer 'conv+bn' (PyTorch bn) at specs/small.yaml:{bn_line}"
     )
     assert "; 1 folded (no Keras tensor to compare)" in out
+
+
+def test_a_folded_output_is_named_as_the_spec_names_it(tmp_path, capsys):
+    """The output is the BatchNormalization fc_bn, folded into fc: its row says
+    fc_bn at fc_bn's line, and the numbers are fc's (which compute both)."""
+    from tests.test_fold import _spec
+
+    text = textwrap.dedent(_spec(True)).replace(
+        "fold_batchnorm: true\n",
+        "fold_batchnorm: true\nsource:\n  model: tests.test_fold:ConvBNNet\n",
+    )
+    spec = _project(tmp_path, "convbn", text)
+    checkpoint = _checkpoint("tests.test_fold:ConvBNNet", tmp_path / "c.pt")
+    status, out, err = _verify(capsys, spec, "--checkpoint", checkpoint)
+    assert status == 0, out + err
+    (output,) = [row for row in _table_rows(out) if row[1] == "(output)"]
+    line = _line_of(text, "name: fc_bn")
+    assert output[0] == "fc_bn" and output[3] == f"specs/convbn.yaml:{line}"
+    assert output[-1] == "ok"
 
 
 def test_json_report(tmp_path, capsys):

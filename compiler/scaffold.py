@@ -56,7 +56,8 @@ the input's own 1-for-tokens meaning, which is Keras's attention_mask=
 (_Drafter.mask_source). What is checked is what the ops compute, not how.
 
 Limits: only tensors with the input's batch axis are mapped; parameters read
-in forward() outside a module call (class tokens, layer scales), shared
+in forward() outside a module call (class tokens; a per-channel layer scale
+multiplying a map is mapped, as a 1x1 depthwise kernel), shared
 weights (a module called twice) and ops with several outputs (chunk, split)
 become placeholders, except a batch-first nn.LSTM/GRU's tuple, whose
 `output` and last layer's h_n[-1] map (see _Drafter.rnn), and attention's.
@@ -1088,6 +1089,9 @@ class _Drafter:
                 raise _Unmappable("add with alpha != 1 has no Keras layer")
             return self.merge(node, "Add", args[:2], shape)
         if op in _MUL:
+            scaled = self.channel_scale(node, args[:2], shape)
+            if scaled is not None:
+                return scaled
             return self.merge(node, "Multiply", args[:2], shape)
         if op in _CAT:
             tensors = kwargs.get("tensors", args[0] if args else ())
@@ -1169,7 +1173,81 @@ class _Drafter:
             return self.pool(node, kind, p, x, shape)
         if target in (torch.mean, "mean"):
             return self.mean(node, x, arg(1, "dim"), arg(2, "keepdim", False), shape)
+        if target is F.layer_norm:
+            return self.functional_layer_norm(node, x, shape)
         raise _Unmappable("no Keras layer in the allowlist does what it does")
+
+    def functional_layer_norm(self, node, x: Tensor, shape) -> Tensor:
+        """F.layer_norm(x, (C,), module.weight, module.bias, eps), as a
+        LayerNorm2d's forward calls it on a permuted map (ConvNeXt): a
+        LayerNormalization paired with that module."""
+        names = ("input", "normalized_shape", "weight", "bias", "eps")
+        bound = dict(zip(names, node.args)) | dict(node.kwargs)
+        weight, bias = bound.get("weight"), bound.get("bias")
+        params = [p for p in (weight, bias) if isinstance(p, fx.Node)]
+        owners = {p.target.rpartition(".")[0] for p in params if p.op == "get_attr"}
+        suffixes = {p.target.rpartition(".")[2] for p in params}
+        if len(params) != 2 or len(owners) != 1 or suffixes != {"weight", "bias"}:
+            raise _Unmappable(
+                "it normalises with weights that are not one module's weight and bias"
+            )
+        normalized = tuple(bound.get("normalized_shape") or ())
+        if len(normalized) != 1 or x.channels_last or x.shape[-1:] != normalized:
+            raise _Unmappable(
+                f"it normalises over {normalized} of a {x.shape} tensor, and "
+                "LayerNormalization here normalises the last Keras axis"
+            )
+        eps = bound.get("eps", 1e-5)
+        args = {} if eps == 1e-5 else {"epsilon": _float(eps)}
+        (owner,) = owners
+        return self.layer(
+            node,
+            "LayerNormalization",
+            [x],
+            args,
+            shape=shape,
+            channels_last=False,
+            path=owner,
+        )
+
+    def channel_scale(self, node, operands, shape) -> Tensor | None:
+        """x * parameter, the parameter (C, 1, 1) on a (C, H, W) map (ConvNeXt's
+        layer scale): a 1x1 DepthwiseConv2D without bias, whose kernel is the
+        parameter. None when the product is not of that form."""
+        nodes = [n for n in node.args[:2] if isinstance(n, fx.Node)]
+        params = [n for n in nodes if n.op == "get_attr"]
+        tensors = [t for t in operands if isinstance(t, Tensor)]
+        if len(params) != 1 or len(tensors) != 1:
+            return None
+        x, target = self.tensor(tensors[0]), params[0].target
+        try:
+            value = self.gm.get_parameter(target)
+        except AttributeError:  # a buffer, not a learned scale
+            return None
+        channels = x.shape[0] if x.shape else 0
+        if (
+            not x.channels_last
+            or len(x.shape) != 3
+            or tuple(value.shape) != (channels, 1, 1)
+        ):
+            return None
+        return self.layer(
+            node,
+            "DepthwiseConv2D",
+            [x],
+            {"kernel_size": 1, "use_bias": False},
+            shape=shape,
+            channels_last=True,
+            weights={
+                "kernel": {
+                    "from": target,
+                    "transform": [{"reshape": [1, 1, channels, 1]}],
+                }
+            },
+            path=None,
+            base=self.base_name(node),
+            comment=f"x * {target}: one factor per channel, as a 1x1 depthwise kernel.",
+        )
 
     def conv(self, node, m, x: Tensor, shape) -> Tensor:
         rank = 2 if isinstance(m, nn.Conv2d) else 1

@@ -77,6 +77,25 @@ class Signal(nn.Module):
         return self.fc(x)
 
 
+class ConvNeXtLike(nn.Module):
+    """torchvision's ConvNeXt parts: LayerNorm2d (a permute, F.layer_norm with
+    the module's own weights, a permute back) and CNBlock (its layer scale is
+    a parameter the block multiplies by)."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.convnext import CNBlock, LayerNorm2d
+
+        self.stem = nn.Conv2d(3, 16, 4, stride=4)
+        self.norm = LayerNorm2d(16, eps=1e-6)
+        self.block = CNBlock(16, layer_scale=0.5, stochastic_depth_prob=0.0)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.block(self.norm(self.stem(x)))
+        return self.head(x.mean((2, 3)))
+
+
 class Tokens(nn.Module):
     """Integer ids: Embedding output is (length, features) in both frameworks."""
 
@@ -249,8 +268,13 @@ def test_scaffolded_spec_matches_pytorch(factory, shape, relative, tmp_path):
 
 @pytest.mark.parametrize(
     "model, shape",
-    [(Zoo, (1, 3, 32, 32)), (Signal, (1, 4, 20)), (Channels, (1, 3, 6, 6))],
-    ids=["zoo", "1d", "channels"],
+    [
+        (Zoo, (1, 3, 32, 32)),
+        (Signal, (1, 4, 20)),
+        (Channels, (1, 3, 6, 6)),
+        (ConvNeXtLike, (1, 3, 16, 16)),
+    ],
+    ids=["zoo", "1d", "channels", "convnext"],
 )
 def test_mapping_rules_match_pytorch(model, shape, tmp_path):
     result = draft(f"tests.test_scaffold:{model.__name__}", shape, model())
